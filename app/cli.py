@@ -1,0 +1,169 @@
+"""The ``ncodec`` command line. Parses what the user said and calls ``ncodec.video``.
+
+Exit codes: 0 success, 1 failure (bad input, corrupt bitstream, ...), 2 usage error.
+Errors are one line on stderr; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import ncodec
+from ncodec.codec import registry
+from ncodec.codec.errors import NcodecError, UsageError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: one line, exit 2
+        self.exit(EXIT_USAGE, f"ncodec: error: {message} (see ncodec {self.prog.split()[-1]} --help)\n")
+
+
+def _device(name: str) -> str:
+    """Resolve --device: auto picks CUDA when present; asking for an absent CUDA is an error."""
+    if name == "cpu":
+        return "cpu"
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cmd_encode(args) -> int:
+    from ncodec import video
+
+    codec = registry.get(args.codec)
+    if args.device != "cpu" and getattr(codec, "uses_torch", False):
+        args.device = _device(args.device)
+    options = {"crf": args.crf, "preset": args.preset}
+    result = video.encode_file(
+        args.input, args.output, args.codec, quality=args.quality, options=options, progress=not args.quiet
+    )
+    if not args.quiet:
+        print(result.summary())
+    return EXIT_OK
+
+
+def _cmd_decode(args) -> int:
+    from ncodec import video
+
+    result = video.decode_file(
+        args.input, args.output, codec=args.video_codec, crf=args.crf, preset=args.preset,
+        lossless=args.lossless, reference=args.reference, progress=not args.quiet,
+    )  # fmt: skip
+    if not args.quiet:
+        print(result.summary())
+    return EXIT_OK
+
+
+def _cmd_info(args) -> int:
+    from ncodec import video
+
+    info = video.describe(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+def _cmd_bench(args) -> int:
+    from ncodec.video import bench
+
+    report = bench.run(
+        args.input, args.codecs.split(","), points=args.points, out_dir=args.out, max_frames=args.frames,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if not args.quiet:
+        print(report)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ncodec import video  # noqa: F401  (registers the codecs, so --help can list them)
+
+    common = _Parser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    p = _Parser(prog="ncodec", description="Neural media codec and video-processing toolkit.", parents=[common])
+    p.add_argument("--version", action="version", version=f"ncodec {ncodec.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    codecs = "; ".join(f"{c}: {registry.get(c).description}" for c in registry.names())
+    e = sub.add_parser("encode", parents=[common], help="encode a video or image to an ncodec bitstream",
+                       description=f"Encode IN (any video or image PyAV reads) into the bitstream OUT. Codecs: {codecs}.")  # fmt: skip
+    e.add_argument("input", metavar="IN")
+    e.add_argument("output", metavar="OUT")
+    e.add_argument("--codec", "-c", default="x264", help="codec (default: x264)")
+    e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
+    e.add_argument("--crf", type=int, help="constant rate factor for the classical codecs (overrides --quality)")
+    e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow, av1: 0..13)")
+    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run")
+    e.set_defaults(func=_cmd_encode)
+
+    d = sub.add_parser("decode", parents=[common], help="decode an ncodec bitstream to a video or image file",
+                       description="Decode IN to OUT; the output type follows OUT's extension "
+                                   "(.mp4 .mov .mkv .webm .y4m .png). Audio is copied back unchanged.")  # fmt: skip
+    d.add_argument("input", metavar="IN")
+    d.add_argument("output", metavar="OUT")
+    d.add_argument("--video-codec", choices=["h264", "h265", "av1", "ffv1"], help="codec of the output file")
+    g = d.add_mutually_exclusive_group()
+    g.add_argument("--crf", type=int, help="quality of the output file's encoder (default 18 for h264)")
+    g.add_argument("--lossless", action="store_true", help="write lossless FFV1 (.mkv only)")
+    d.add_argument("--preset", help="speed preset of the output file's encoder")
+    d.add_argument("--reference", metavar="SRC", help="print PSNR / MS-SSIM of the decoded frames against SRC")
+    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run")
+    d.set_defaults(func=_cmd_decode)
+
+    i = sub.add_parser("info", parents=[common], help="describe an ncodec bitstream or a media file")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=_cmd_info)
+
+    b = sub.add_parser("bench", parents=[common], help="rate-distortion benchmark against the classical peers",
+                       description="Encode a clip (or a folder of images) with each codec at several quality "
+                                   "points; write JSON, a markdown table and an RD plot.")  # fmt: skip
+    b.add_argument("input", metavar="CLIP_OR_FOLDER")
+    b.add_argument("--codecs", default="x264,x265,av1", help="comma-separated codec names")
+    b.add_argument("--points", type=int, default=4, help="quality points per codec (default 4)")
+    b.add_argument("--frames", type=int, help="use only the first N frames of a clip")
+    b.add_argument("--out", default="bench-out", help="folder for results.json, results.md, rd.png")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.INFO, format="ncodec: %(message)s", stream=sys.stderr)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"ncodec: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except NcodecError as e:
+        if debug:
+            raise
+        print(f"ncodec: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("ncodec: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an unforeseen environment problem: still one line
+        if debug:
+            raise
+        print(f"ncodec: internal error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        return EXIT_FAILURE

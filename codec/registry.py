@@ -1,0 +1,77 @@
+"""The codec interface and the one registry every codec joins.
+
+A codec turns a stream of uint8 RGB frames into container sections and back. It
+never touches files or PyAV streams (``ncodec.video`` does); it sees frames, a
+:class:`StreamHeader` and its own sections. Adding a codec is one ``register`` call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .container import StreamHeader
+from .errors import BitstreamError, UsageError
+
+Section = tuple[str, bytes]  # (4-character tag, payload)
+
+
+class Codec(ABC):
+    """A video or image codec that lives inside the ncodec container."""
+
+    name: str  # what the user types after --codec
+    tag: str  # 4-character id written into the header
+    description: str = ""
+    quality_levels: dict[str, dict] = {}  # --quality preset name -> options
+
+    @abstractmethod
+    def params(self, width: int, height: int, fps, options: dict) -> dict:
+        """Resolve user options into the JSON parameters stored in the header."""
+
+    @abstractmethod
+    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader) -> Iterator[Section]:
+        """Consume HxWx3 uint8 RGB frames, yield sections as soon as they are ready."""
+
+    @abstractmethod
+    def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
+        """Turn this codec's sections back into HxWx3 uint8 RGB frames, in order."""
+
+    def section_tags(self) -> tuple[str, ...]:
+        """The section tags this codec writes (the container hands it only these)."""
+        return ()
+
+
+_BY_NAME: dict[str, Codec] = {}
+_BY_TAG: dict[str, Codec] = {}
+
+
+def register(codec: Codec) -> Codec:
+    if len(codec.tag) != 4:
+        raise ValueError(f"codec tag must be 4 characters: {codec.tag!r}")
+    for table, key in ((_BY_NAME, codec.name), (_BY_TAG, codec.tag)):
+        if key in table and table[key] is not codec:
+            raise ValueError(f"codec {key!r} registered twice")
+        table[key] = codec
+    return codec
+
+
+def names() -> list[str]:
+    return sorted(_BY_NAME)
+
+
+def get(name: str) -> Codec:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UsageError(f"unknown codec {name!r}; choose one of: {', '.join(names())}") from None
+
+
+def by_tag(tag: str) -> Codec:
+    try:
+        return _BY_TAG[tag]
+    except KeyError:
+        raise BitstreamError(
+            f"the bitstream uses codec {tag!r}, which this ncodec does not know; upgrade ncodec"
+        ) from None

@@ -1,0 +1,3 @@
+from ncodec.app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Classical reference codecs inside the ncodec container: x264, x265 and SVT-AV1.
+
+They make ``ncodec encode/decode`` work end to end before any neural codec exists,
+and they are the peers every benchmark measures against. The encoders run through
+PyAV's codec contexts (no muxer); packets are stored in "VPKT" sections, several per
+section with varint lengths. Pictures are padded to even sizes (4:2:0) by edge
+replication and cropped back on decode, so any size round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+
+from ncodec.codec.container import StreamHeader, pack_chunks, unpack_chunks
+from ncodec.codec.errors import BitstreamError, UsageError
+from ncodec.codec.registry import Codec, Section, register
+
+from .colour import frame_to_rgb, output_colour, rgb_to_frame
+from .writer import ENCODERS, encoder_options
+
+PACKET_SECTION = "VPKT"
+PACKETS_PER_SECTION = 32
+
+
+def pad_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pad the right and bottom edges by replication up to width x height."""
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return rgb
+    return np.pad(rgb, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
+
+
+class ClassicalCodec(Codec):
+    def __init__(self, name: str, tag: str, writer_codec: str, decoder: str, description: str, qualities: dict):
+        self.name, self.tag, self.description = name, tag, description
+        self.writer_codec = writer_codec  # key of writer.ENCODERS: h264 | h265 | av1
+        self.decoder = decoder
+        self.quality_levels = {q: {"crf": crf} for q, crf in qualities.items()}
+
+    def section_tags(self) -> tuple[str, ...]:
+        return (PACKET_SECTION,)
+
+    def params(self, width: int, height: int, fps, options: dict) -> dict:
+        crf, preset = options.get("crf"), options.get("preset")
+        opts = encoder_options(self.writer_codec, crf, preset)
+        lo, hi = (0, 63) if self.writer_codec == "av1" else (0, 51)
+        if not lo <= int(opts["crf"]) <= hi:
+            raise UsageError(f"--crf for {self.name} must be in {lo}..{hi}")
+        return {
+            "crf": int(opts["crf"]),
+            "preset": opts["preset"],
+            "pix_fmt": "yuv420p",
+            "coded_size": [width + width % 2, height + height % 2],
+        }
+
+    def _geometry(self, header: StreamHeader) -> tuple[int, int]:
+        try:
+            cw, ch = (int(v) for v in header.params["coded_size"])
+        except (KeyError, TypeError, ValueError):
+            raise BitstreamError("codec parameters lack a valid coded_size") from None
+        if not (header.width <= cw <= header.width + 1 and header.height <= ch <= header.height + 1):
+            raise BitstreamError(f"coded size {cw}x{ch} does not fit picture {header.width}x{header.height}")
+        return cw, ch
+
+    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader) -> Iterator[Section]:
+        cw, ch = self._geometry(header)
+        colour = output_colour(header.colour, header.height)
+        ctx = av.CodecContext.create(ENCODERS[self.writer_codec][0], "w")
+        ctx.width, ctx.height, ctx.pix_fmt = cw, ch, "yuv420p"
+        ctx.time_base, ctx.framerate = Fraction(1) / header.fps, header.fps
+        ctx.colorspace, ctx.color_range = colour.matrix, colour.range
+        ctx.options = encoder_options(self.writer_codec, header.params["crf"], header.params["preset"])
+        pending: list[bytes] = []
+        for i, rgb in enumerate(frames):
+            frame = rgb_to_frame(pad_to(rgb, cw, ch), "yuv420p", colour)
+            frame.pts = i
+            pending += [bytes(p) for p in ctx.encode(frame)]
+            if len(pending) >= PACKETS_PER_SECTION:
+                yield PACKET_SECTION, pack_chunks(pending)
+                pending = []
+        pending += [bytes(p) for p in ctx.encode(None)]
+        if pending:
+            yield PACKET_SECTION, pack_chunks(pending)
+
+    def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
+        cw, ch = self._geometry(header)
+        colour = output_colour(header.colour, header.height)
+        ctx = av.CodecContext.create(self.decoder, "r")
+        ctx.thread_type = "AUTO"
+
+        def pictures(frames: list[av.VideoFrame]) -> Iterator[np.ndarray]:
+            for f in frames:
+                if (f.width, f.height) != (cw, ch):
+                    raise BitstreamError(f"decoded picture is {f.width}x{f.height}, header says {cw}x{ch}")
+                yield frame_to_rgb(f, colour)[: header.height, : header.width]
+
+        try:
+            for _, payload in sections:
+                for data in unpack_chunks(payload):
+                    yield from pictures(ctx.decode(av.Packet(data)))
+            yield from pictures(ctx.decode(None))
+        except av.error.FFmpegError as e:
+            raise BitstreamError(f"{self.name} stream is corrupted ({e.strerror or e})") from None
+
+
+X264 = register(ClassicalCodec(
+    "x264", "x264", "h264", "h264", "H.264/AVC by x264 (reference)",
+    {"low": 32, "medium": 26, "high": 21, "best": 16},
+))  # fmt: skip
+X265 = register(ClassicalCodec(
+    "x265", "x265", "h265", "hevc", "H.265/HEVC by x265 (reference)",
+    {"low": 34, "medium": 28, "high": 23, "best": 18},
+))  # fmt: skip
+AV1 = register(ClassicalCodec(
+    "av1", "av1 ", "av1", "libdav1d", "AV1 by SVT-AV1, decoded by dav1d (reference)",
+    {"low": 45, "medium": 36, "high": 28, "best": 20},
+))  # fmt: skip

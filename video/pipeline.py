@@ -1,0 +1,268 @@
+"""File-to-file pipelines: encode a media file to an ncodec bitstream, decode it back,
+describe either kind of file, and compare two videos.
+
+Everything streams: one frame at a time from the reader, sections straight to disk,
+audio packets into a scratch Matroska file and from there into the bitstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from ncodec.codec import registry
+from ncodec.codec.atomic import check_output_path
+from ncodec.codec.container import MAGIC, ContainerReader, ContainerWriter, StreamHeader
+from ncodec.codec.errors import BitstreamError, InputError, UsageError
+
+from . import metrics
+from .audio import AUDIO_SECTION, AudioCopier, packet_time, packets_in_time_order, split_file
+from .reader import MediaReader
+from .writer import VideoWriter
+
+
+@dataclass
+class EncodeResult:
+    path: str
+    codec: str
+    bytes: int
+    frames: int
+    width: int
+    height: int
+    fps: float
+    seconds: float
+    kbps: float
+    bpp: float
+    audio_bytes: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.path}: {self.bytes:,} bytes ({self.codec}, {self.frames} frames {self.width}x{self.height}, "
+            f"{self.kbps:.1f} kbit/s, {self.bpp:.4f} bpp); encoded in {self.seconds:.1f} s "
+            f"({self.frames / max(self.seconds, 1e-9):.1f} fps)"
+        )
+
+
+@dataclass
+class DecodeResult:
+    path: str
+    frames: int
+    seconds: float
+    quality: dict | None = None  # compare() against a reference, when asked
+
+    def summary(self) -> str:
+        text = f"{self.path}: {self.frames} frames decoded in {self.seconds:.1f} s ({self.frames / max(self.seconds, 1e-9):.1f} fps)"
+        if self.quality:
+            q = self.quality
+            text += f"; vs reference: PSNR {q['psnr']:.2f} dB, PSNR-Y {q['psnr_y']:.2f} dB"
+            if q.get("ms_ssim") is not None:
+                text += f", MS-SSIM {q['ms_ssim']:.4f}"
+        return text
+
+
+def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+def _counted(frames: Iterable[np.ndarray], bar: tqdm, counter: list[int]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        counter[0] += 1
+        bar.update(1)
+        yield frame
+
+
+def resolve_options(codec: registry.Codec, quality: str | None, options: dict) -> dict:
+    """--quality preset first, explicit options (--crf, ...) on top."""
+    resolved = {}
+    if quality is not None:
+        if quality not in codec.quality_levels:
+            raise UsageError(f"--quality for {codec.name} must be one of: {', '.join(codec.quality_levels)}")
+        resolved.update(codec.quality_levels[quality])
+    resolved.update({k: v for k, v in options.items() if v is not None})
+    return resolved
+
+
+def encode_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    codec: str = "x264",
+    *,
+    quality: str | None = None,
+    options: dict | None = None,
+    progress: bool = False,
+) -> EncodeResult:
+    """Encode ``src`` (any video or image PyAV reads) into the ncodec bitstream ``dst``."""
+    the_codec = registry.get(codec)
+    start = time.perf_counter()
+    with MediaReader(src) as reader, tempfile.TemporaryDirectory(prefix="ncodec-") as scratch:
+        check_output_path(dst, src)
+        info = reader.info
+        params = the_codec.params(info.width, info.height, info.fps, resolve_options(the_codec, quality, options or {}))
+        header = StreamHeader(
+            codec=the_codec.tag, width=info.width, height=info.height, fps=info.fps,
+            frame_count=info.frame_count, colour=info.colour, has_audio=bool(info.audio), params=params,
+        )  # fmt: skip
+        audio_path = Path(scratch) / "audio.mka"
+        audio_out = av.open(str(audio_path), "w", format="matroska") if info.audio else None
+        sink = AudioCopier(reader.audio_streams, audio_out, info.start_time).mux if audio_out else None
+        count = [0]
+        with ContainerWriter(dst, header) as writer, _progress(info.frame_count, f"encode {codec}", progress) as bar:
+            frames = _counted(reader.frames(audio_sink=sink), bar, count)
+            for tag, payload in the_codec.encode(frames, header):
+                writer.write(tag, payload)
+            audio_bytes = 0
+            if audio_out:
+                audio_out.close()
+                for chunk in split_file(audio_path):
+                    writer.write(AUDIO_SECTION, chunk)
+                    audio_bytes += len(chunk)
+            if count[0] == 0:
+                raise InputError(f"{src}: no video frame could be decoded")
+            size = writer.close(frame_count=count[0])
+    seconds = time.perf_counter() - start
+    return EncodeResult(
+        path=str(dst), codec=the_codec.name, bytes=size, frames=count[0], width=info.width, height=info.height,
+        fps=float(info.fps), seconds=seconds, kbps=metrics.kbps(size, count[0], info.fps),
+        bpp=metrics.bpp(size, info.width, info.height, count[0]), audio_bytes=audio_bytes,
+    )  # fmt: skip
+
+
+def decode_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    codec: str | None = None,
+    crf: int | None = None,
+    preset: str | None = None,
+    lossless: bool = False,
+    reference: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> DecodeResult:
+    """Decode the ncodec bitstream ``src`` to a video or image file ``dst`` (audio copied back in).
+
+    With ``reference`` the decoded frames are measured against it as they come out of
+    the codec (PSNR, PSNR-Y, MS-SSIM), before the output file's own encoding adds loss.
+    """
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        bits = stack.enter_context(ContainerReader(src))
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="ncodec-"))
+        header = bits.header
+        meter = metrics.QualityMeter() if reference is not None else None
+        ref_frames = iter(())
+        if reference is not None:
+            ref = stack.enter_context(MediaReader(reference))
+            _same_size(ref, header.width, header.height)
+            ref_frames = ref.frames()
+        the_codec = registry.by_tag(header.codec)
+        check_output_path(dst, src)
+        audio_in = None
+        if any(e.tag == AUDIO_SECTION for e in bits.index):
+            audio_path = Path(scratch) / "audio.mka"
+            with open(audio_path, "wb") as f:
+                for _, chunk in bits.sections(AUDIO_SECTION):
+                    f.write(chunk)
+            try:
+                audio_in = stack.enter_context(av.open(str(audio_path)))
+            except av.error.FFmpegError as e:
+                raise BitstreamError(f"audio section is corrupted ({e})") from None
+        writer = VideoWriter(
+            dst, header.width, header.height, header.fps, codec=codec, crf=crf, preset=preset,
+            lossless=lossless, colour=header.colour, audio_streams=audio_in.streams.audio if audio_in else (),
+        )  # fmt: skip
+        with writer, _progress(header.frame_count, f"decode {the_codec.name}", progress) as bar:
+            audio = packets_in_time_order(audio_in) if writer.audio else iter(())
+            pending = next(audio, None)
+            for rgb in the_codec.decode(bits.sections(*the_codec.section_tags()), header):
+                if writer.frames_written >= header.frame_count:
+                    raise BitstreamError(f"more frames than the {header.frame_count} the header declares")
+                writer.write(rgb)
+                bar.update(1)
+                if meter is not None and (ref_rgb := next(ref_frames, None)) is not None:
+                    meter.add(ref_rgb, rgb)
+                while pending is not None and packet_time(pending) < writer.time:  # keep audio interleaved
+                    writer.audio.mux(pending)
+                    pending = next(audio, None)
+            if writer.frames_written != header.frame_count:
+                raise BitstreamError(
+                    f"bitstream holds {writer.frames_written} frames, its header declares {header.frame_count}"
+                )
+            while pending is not None:
+                writer.audio.mux(pending)
+                pending = next(audio, None)
+    return DecodeResult(
+        path=str(dst), frames=writer.frames_written, seconds=time.perf_counter() - start, quality=meter.result() if meter else None
+    )
+
+
+def _same_size(a: MediaReader, width: int, height: int) -> None:
+    if (a.info.width, a.info.height) != (width, height):
+        raise UsageError(f"cannot compare {a.info.width}x{a.info.height} with {width}x{height} pictures")
+
+
+def compare(reference: str | os.PathLike, distorted: str | os.PathLike, *, with_ms_ssim: bool = True) -> dict:
+    """Mean per-frame PSNR (RGB), PSNR-Y (BT.601) and MS-SSIM of ``distorted`` against ``reference``."""
+    meter = metrics.QualityMeter(with_ms_ssim)
+    with MediaReader(reference) as ra, MediaReader(distorted) as rb:
+        _same_size(ra, rb.info.width, rb.info.height)
+        for a, b in zip(ra.frames(), rb.frames()):
+            meter.add(a, b)
+    if not meter.psnr:
+        raise InputError("no frames to compare")
+    return meter.result()
+
+
+def is_bitstream(path: str | os.PathLike) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """What a file holds: an ncodec bitstream's header and sections, or a media file's streams."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if not is_bitstream(p):
+        with MediaReader(p) as r:
+            return {"kind": "media"} | r.info.as_dict()
+    with ContainerReader(p) as bits:
+        h = bits.header
+        sections: dict[str, dict] = {}
+        for e in bits.index:
+            s = sections.setdefault(e.tag, {"count": 0, "bytes": 0})
+            s["count"] += 1
+            s["bytes"] += e.length
+        try:
+            codec_name = registry.by_tag(h.codec).name
+        except BitstreamError:
+            codec_name = None
+        return {
+            "kind": "ncodec bitstream",
+            "path": str(p),
+            "bytes": bits.file_size,
+            "codec": codec_name or h.codec,
+            "width": h.width,
+            "height": h.height,
+            "fps": f"{h.fps.numerator}/{h.fps.denominator}",
+            "frame_count": h.frame_count,
+            "duration": float(h.frame_count / h.fps),
+            "kbps": metrics.kbps(bits.file_size, h.frame_count, h.fps) if h.frame_count else None,
+            "bpp": metrics.bpp(bits.file_size, h.width, h.height, h.frame_count) if h.frame_count else None,
+            "colour": asdict(h.colour),
+            "has_audio": h.has_audio,
+            "params": h.params,
+            "sections": sections,
+        }

@@ -70,8 +70,13 @@ class DecodeResult:
         return text
 
 
-def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "frame") -> tqdm:
+    """A stderr progress bar (rate and ETA) that appears only for work longer than a second
+    and is cleared when done, so an error or the final summary stands alone."""
+    return tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled, dynamic_ncols=True,
+        delay=1.0, leave=False,
+    )  # fmt: skip
 
 
 def _counted(frames: Iterable[np.ndarray], bar: tqdm, counter: list[int]) -> Iterator[np.ndarray]:
@@ -116,7 +121,7 @@ def encode_file(
         audio_out = av.open(str(audio_path), "w", format="matroska") if info.audio else None
         sink = AudioCopier(reader.audio_streams, audio_out, info.start_time).mux if audio_out else None
         count = [0]
-        with ContainerWriter(dst, header) as writer, _progress(info.frame_count, f"encode {codec}", progress) as bar:
+        with ContainerWriter(dst, header) as writer, progress_bar(info.frame_count, f"encode {codec}", progress) as bar:
             frames = _counted(reader.frames(audio_sink=sink), bar, count)
             for tag, payload in the_codec.encode(frames, header):
                 writer.write(tag, payload)
@@ -180,7 +185,7 @@ def decode_file(
             dst, header.width, header.height, header.fps, codec=codec, crf=crf, preset=preset,
             lossless=lossless, colour=header.colour, audio_streams=audio_in.streams.audio if audio_in else (),
         )  # fmt: skip
-        with writer, _progress(header.frame_count, f"decode {the_codec.name}", progress) as bar:
+        with writer, progress_bar(header.frame_count, f"decode {the_codec.name}", progress) as bar:
             audio = packets_in_time_order(audio_in) if writer.audio else iter(())
             pending = next(audio, None)
             for rgb in the_codec.decode(bits.sections(*the_codec.section_tags()), header):

@@ -60,9 +60,9 @@ def encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str
 
 
 def pix_fmt_for(codec: str, width: int, height: int) -> str:
-    """4:2:0 where the size allows it, 4:4:4 for odd sizes, planar RGB for lossless FFV1."""
+    """4:2:0 where the size allows it, 4:4:4 for odd sizes, RGB for lossless FFV1."""
     if codec == "ffv1":
-        return "gbrp"
+        return "bgr0"  # FFV1's RGB layout: exact RGB, no matrix involved
     even = width % 2 == 0 and height % 2 == 0
     if codec == "av1" and not even:
         raise UsageError(f"AV1 needs even dimensions, the video is {width}x{height}; write .mp4 with h264 or h265")

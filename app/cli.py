@@ -144,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.INFO, format="ncodec: %(message)s", stream=sys.stderr)
+    log = logging.getLogger("ncodec")  # only our own messages; libraries keep their defaults
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("ncodec: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

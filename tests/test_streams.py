@@ -170,3 +170,24 @@ def test_unknown_output_type(tmp_path):
     with pytest.raises(UsageError, match="unknown output type"):
         VideoWriter(tmp_path / "x.xyz", 16, 16, Fraction(25))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rotation_is_applied(tmp_path):
+    """A phone-style display matrix (90° counter-clockwise) is applied as players apply it."""
+    path = tmp_path / "rot.mp4"
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:, :8] = 255  # a white band on the left of the stored picture
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(90)
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    with MediaReader(path) as r:
+        assert (r.info.width, r.info.height, r.info.rotation) == (32, 64, 270)
+        frame = next(r.frames())
+    assert frame.shape == (64, 32, 3)
+    assert frame[-6:].mean() > 200 and frame[:-10].mean() < 30  # the band is now at the bottom

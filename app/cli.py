@@ -37,10 +37,9 @@ def _device(name: str) -> str:
 def _cmd_encode(args) -> int:
     from ncodec import video
 
-    codec = registry.get(args.codec)
-    if args.device != "cpu" and getattr(codec, "uses_torch", False):
-        args.device = _device(args.device)
     options = {"crf": args.crf, "preset": args.preset}
+    if registry.get(args.codec).uses_torch:  # classical codecs always run on the CPU
+        options["device"] = _device(args.device)
     result = video.encode_file(
         args.input, args.output, args.codec, quality=args.quality, options=options, progress=not args.quiet
     )
@@ -53,7 +52,7 @@ def _cmd_decode(args) -> int:
     from ncodec import video
 
     result = video.decode_file(
-        args.input, args.output, codec=args.video_codec, crf=args.crf, preset=args.preset,
+        args.input, args.output, video_codec=args.video_codec, crf=args.crf, preset=args.preset,
         lossless=args.lossless, reference=args.reference, progress=not args.quiet,
     )  # fmt: skip
     if not args.quiet:
@@ -107,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
     e.add_argument("--crf", type=int, help="constant rate factor for the classical codecs (overrides --quality)")
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow, av1: 0..13)")
-    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run")
+    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     e.set_defaults(func=_cmd_encode)
 
     d = sub.add_parser("decode", parents=[common], help="decode an ncodec bitstream to a video or image file",
@@ -121,7 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lossless", action="store_true", help="write lossless FFV1 (.mkv only)")
     d.add_argument("--preset", help="speed preset of the output file's encoder")
     d.add_argument("--reference", metavar="SRC", help="print PSNR / MS-SSIM of the decoded frames against SRC")
-    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run")
     d.set_defaults(func=_cmd_decode)
 
     i = sub.add_parser("info", parents=[common], help="describe an ncodec bitstream or a media file")

@@ -25,6 +25,7 @@ class Codec(ABC):
     tag: str  # 4-character id written into the header
     description: str = ""
     quality_levels: dict[str, dict] = {}  # --quality preset name -> options
+    uses_torch: bool = False  # neural codecs: --device auto|cpu|cuda applies
 
     @abstractmethod
     def params(self, width: int, height: int, fps, options: dict) -> dict:

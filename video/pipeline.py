@@ -146,7 +146,7 @@ def decode_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
-    codec: str | None = None,
+    video_codec: str | None = None,
     crf: int | None = None,
     preset: str | None = None,
     lossless: bool = False,
@@ -154,6 +154,8 @@ def decode_file(
     progress: bool = False,
 ) -> DecodeResult:
     """Decode the ncodec bitstream ``src`` to a video or image file ``dst`` (audio copied back in).
+
+    ``video_codec``, ``crf``, ``preset`` and ``lossless`` choose how ``dst`` itself is encoded.
 
     With ``reference`` the decoded frames are measured against it as they come out of
     the codec (PSNR, PSNR-Y, MS-SSIM), before the output file's own encoding adds loss.
@@ -182,7 +184,7 @@ def decode_file(
             except av.error.FFmpegError as e:
                 raise BitstreamError(f"audio section is corrupted ({e})") from None
         writer = VideoWriter(
-            dst, header.width, header.height, header.fps, codec=codec, crf=crf, preset=preset,
+            dst, header.width, header.height, header.fps, codec=video_codec, crf=crf, preset=preset,
             lossless=lossless, colour=header.colour, audio_streams=audio_in.streams.audio if audio_in else (),
         )  # fmt: skip
         with writer, progress_bar(header.frame_count, f"decode {the_codec.name}", progress) as bar:

@@ -115,9 +115,7 @@ class VideoWriter:
             raise UsageError(f"{suffix} files cannot hold {codec}; use one of: {', '.join(allowed)}")
         self.codec = codec
         try:
-            self.pix_fmt = "yuv444p" if codec == "rawvideo" and (width % 2 or height % 2) else "yuv420p"
-            if codec != "rawvideo":
-                self.pix_fmt = pix_fmt_for(codec, width, height)
+            self.pix_fmt = pix_fmt_for(codec, width, height)
             self.colour = output_colour(colour, height)
             self._container = av.open(str(self._out.path), mode="w", format=fmt)
             encoder = ENCODERS[codec][0] if codec in ENCODERS else codec

@@ -31,6 +31,7 @@ from ncodec.codec.errors import UsageError
 from . import metrics
 from .pipeline import encode_file, progress_bar
 from .reader import MediaReader
+from .writer import VideoWriter
 
 # quality settings swept per codec, from low to high quality
 SWEEPS: dict[str, tuple[str, list[int]]] = {
@@ -127,8 +128,6 @@ def _bench_clip(clip: Path, codecs: list[str], points: int, max_frames: int | No
     with tempfile.TemporaryDirectory(prefix="ncodec-bench-") as tmp:
         if max_frames:  # cut the clip losslessly once, so every codec sees the same frames
             src = Path(tmp) / "clip.mkv"
-            from .writer import VideoWriter
-
             with MediaReader(clip) as r, VideoWriter(src, info.width, info.height, info.fps, lossless=True) as w:
                 for i, f in enumerate(r.frames()):
                     if i >= max_frames:

@@ -75,6 +75,18 @@ def make_video(
     return path
 
 
+def make_audio_only(path: Path) -> Path:
+    """A short AAC file with no video stream."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=48000)
+        s.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = 48000, 0
+        c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
 def read_audio(path: Path) -> np.ndarray:
     """All audio samples of a file's first audio stream (mono float)."""
     with av.open(str(path)) as c:

@@ -10,12 +10,10 @@ import subprocess
 import sys
 import zlib
 
-import av
-import numpy as np
 import pytest
 
 import ncodec
-from conftest import SAMPLES
+from conftest import SAMPLES, make_audio_only
 
 NCODEC = [sys.executable, "-m", "ncodec"]
 
@@ -96,14 +94,7 @@ def make_inputs(tmp_path, clip):
     text.write_text("this is not a video\n")
     truncated = tmp_path / "cut.mp4"
     truncated.write_bytes(clip.read_bytes()[:600])
-    audio_only = tmp_path / "tone.m4a"
-    with av.open(str(audio_only), "w") as c:
-        s = c.add_stream("aac", rate=48000)
-        s.layout = "mono"
-        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        f.sample_rate, f.pts = 48000, 0
-        c.mux(s.encode(f))
-        c.mux(s.encode(None))
+    audio_only = make_audio_only(tmp_path / "tone.m4a")
     return {"missing": tmp_path / "nope.mp4", "text": text, "truncated": truncated, "audio only": audio_only}
 
 

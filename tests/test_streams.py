@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, make_video, moving_frames, read_audio, shared
+from conftest import SAMPLES, make_audio_only, make_video, moving_frames, read_audio, shared
 from ncodec.codec.errors import InputError, UsageError
 from ncodec.video import MediaReader, VideoWriter, probe
 from ncodec.video.metrics import psnr
@@ -154,16 +154,8 @@ def test_truncated_mp4(tmp_path, clip):
 
 
 def test_audio_only_file_has_no_video(tmp_path):
-    path = tmp_path / "tone.m4a"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=48000)
-        s.layout = "mono"
-        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        f.sample_rate, f.pts = 48000, 0
-        c.mux(s.encode(f))
-        c.mux(s.encode(None))
     with pytest.raises(InputError, match="no video stream"):
-        MediaReader(path)
+        MediaReader(make_audio_only(tmp_path / "tone.m4a"))
 
 
 def test_unknown_output_type(tmp_path):
@@ -191,3 +183,10 @@ def test_rotation_is_applied(tmp_path):
         frame = next(r.frames())
     assert frame.shape == (64, 32, 3)
     assert frame[-6:].mean() > 200 and frame[:-10].mean() < 30  # the band is now at the bottom
+
+
+def test_frames_can_be_read_twice(clip):
+    with MediaReader(clip) as r:
+        first = list(r.frames())
+        second = list(r.frames())
+    assert len(first) == len(second) == 12 and np.array_equal(first[5], second[5])

@@ -99,6 +99,7 @@ class MediaReader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._container = _open(self.path)
+        self._consumed = False  # frames() was iterated: a second pass reopens the file
         try:
             self.info = self._probe()
         except BaseException:
@@ -110,7 +111,7 @@ class MediaReader:
         if not c.streams.video:
             raise InputError(f"{self.path}: has no video stream")
         vs = c.streams.video[0]
-        first = self._first_frame(vs)
+        first = self._first_frame()
         is_image = c.format.name in _IMAGE_FORMATS or (vs.codec_context.name in ("png", "mjpeg") and vs.frames <= 1)
         fps = _DEFAULT_FPS
         for rate in (vs.average_rate, vs.guessed_rate, vs.base_rate):
@@ -129,7 +130,7 @@ class MediaReader:
         elif duration:
             frame_count, exact = max(1, round(duration * fps)), False
         else:
-            frame_count, exact = self._count_packets(vs), True
+            frame_count, exact = self._count_packets(), True
         start_time = float(vs.start_time * vs.time_base) if vs.start_time is not None and vs.time_base else 0.0
         rotation = _rotation(first)
         w, h = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
@@ -147,15 +148,17 @@ class MediaReader:
             pix_fmt=first.format.name, colour=frame_colour(first), rotation=rotation, is_image=is_image, audio=audio,
         )  # fmt: skip
 
-    def _first_frame(self, vs) -> av.VideoFrame:
+    def _first_frame(self) -> av.VideoFrame:
+        """Decode one frame from a separate handle (rotation and colour live on frames)."""
         try:
-            for frame in self._container.decode(vs):
-                return frame
+            with _open(self.path) as c:
+                for frame in c.decode(c.streams.video[0]):
+                    return frame
         except av.error.FFmpegError as e:
             raise InputError(f"{self.path}: video stream cannot be decoded ({e.strerror or e})") from None
         raise InputError(f"{self.path}: no video frame could be decoded (truncated or corrupt file?)")
 
-    def _count_packets(self, vs) -> int:
+    def _count_packets(self) -> int:
         """Exact frame count by demuxing (no decoding), for streams that do not say, e.g. raw .h264."""
         with av.open(str(self.path)) as c:
             return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
@@ -167,9 +170,10 @@ class MediaReader:
 
     def _frames_cfr(self, audio_sink: AudioSink | None) -> Iterator[av.VideoFrame]:
         """Decoded frames at the constant rate ``info.fps`` (see the module's policy)."""
-        # reopen: probing consumed the start of the stream
-        self._container.close()
-        self._container = _open(self.path)
+        if self._consumed:
+            self._container.close()
+            self._container = _open(self.path)
+        self._consumed = True
         c = self._container
         vs = c.streams.video[0]
         vs.thread_type = "AUTO"

@@ -85,6 +85,12 @@ def _cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def _cmd_train(args) -> int:
+    from ncodec.app import train
+
+    return {"espcn": train.train_espcn}[args.model](args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ncodec import video  # noqa: F401  (registers the codecs, so --help can list them)
 
@@ -136,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, help="use only the first N frames of a clip")
     b.add_argument("--out", default="bench-out", help="folder for results.json, results.md, rd.png")
     b.set_defaults(func=_cmd_bench)
+    t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
+                       description="Train MODEL on a folder of photos and write fp16 safetensors weights "
+                                   "plus a JSON model card (OUT with .json).")  # fmt: skip
+    t.add_argument("model", choices=["espcn"])
+    t.add_argument("--scale", type=int, required=True, help="upscaling factor: 2, 3 or 4")
+    t.add_argument("--data", required=True, help="folder of training photos (searched recursively)")
+    t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    t.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (default 20)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: all)")
+    t.add_argument("--checkpoint", help="checkpoint file (default: OUT.ckpt)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.set_defaults(func=_cmd_train)
     return p
 
 

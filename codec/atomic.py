@@ -52,9 +52,9 @@ class AtomicPath:
         )
         os.close(fd)
         self.path = Path(tmp)
-        os.chmod(self.path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
 
     def commit(self) -> None:
+        os.chmod(self.path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(self.path, self.target)
 
     def discard(self) -> None:

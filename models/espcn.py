@@ -1,0 +1,124 @@
+"""ESPCN (Shi et al., CVPR 2016): real-time sub-pixel convolutional upscaling.
+
+The network is the paper's: 5x5 conv 64 -> tanh -> 3x3 conv 32 -> tanh -> 3x3 conv r^2
+-> pixel shuffle, on luma (Y); chroma is upscaled bicubically by the caller. Convs pad
+by edge replication so the output covers the whole picture.
+
+Training starts from a *bicubic initialisation* (see ``init_bicubic``): r^2 of the
+first layer's filters hold the bicubic phase filters, the tanh layers pass them on in
+their near-linear range and the last layer routes them to the sub-pixel outputs, so
+the untrained network already equals bicubic upscaling and training only has to learn
+the improvement. The architecture and the inference cost stay exactly the paper's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SCALES = (2, 3, 4)
+# BT.601 studio-range luma of RGB in [0, 1] (MATLAB rgb2ycbcr), the SR evaluation standard
+_Y = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+_CB = (-37.797 / 255, -74.203 / 255, 112.0 / 255)
+_CR = (112.0 / 255, -93.786 / 255, -18.214 / 255)
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """N,3,H,W RGB in [0, 1] -> N,3,H,W YCbCr (BT.601 studio range) in [0, 1]."""
+    m = rgb.new_tensor([_Y, _CB, _CR])
+    offset = rgb.new_tensor([16 / 255, 128 / 255, 128 / 255]).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", m, rgb) + offset
+
+
+def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_ycbcr`."""
+    m = torch.linalg.inv(ycc.new_tensor([_Y, _CB, _CR]).double()).to(ycc.dtype)
+    offset = ycc.new_tensor([16 / 255, 128 / 255, 128 / 255]).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", m, ycc - offset)
+
+
+def bicubic_resize(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Bicubic resize (Keys a = -0.5, antialiased when shrinking: MATLAB ``imresize`` /
+    PIL behaviour). The one kernel used everywhere: making LR training data, the
+    evaluation's LR inputs, the bicubic baseline and the chroma upscale."""
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", antialias=True, align_corners=False)
+
+
+def _cubic(t: float, a: float = -0.5) -> float:
+    t = abs(t)
+    if t <= 1:
+        return (a + 2) * t**3 - (a + 3) * t**2 + 1
+    if t < 2:
+        return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
+    return 0.0
+
+
+def bicubic_phase_filters(scale: int) -> torch.Tensor:
+    """scale^2 x 5 x 5 filters: filter (py, px) computes the output sub-pixel (py, px) of
+    bicubic upscaling from the 5x5 LR neighbourhood centred on its LR pixel."""
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for p in range(scale):
+        d = (p + 0.5) / scale - 0.5  # sub-pixel centre relative to the LR pixel centre
+        for j in range(-2, 3):
+            taps[p, j + 2] = _cubic(d - j)
+        taps[p] /= taps[p].sum()
+    return torch.einsum("ai,bj->abij", taps, taps).reshape(scale * scale, 5, 5)
+
+
+class ESPCN(nn.Module):
+    """ESPCN on one channel in [0, 1]; ``forward`` maps N,1,h,w to N,1,h*r,w*r."""
+
+    def __init__(self, scale: int, channels: int = 1, features: tuple[int, int] = (64, 32)):
+        super().__init__()
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale}")
+        self.scale, self.channels = scale, channels
+        f1, f2 = features
+        self.conv1 = nn.Conv2d(channels, f1, 5, padding=2, padding_mode="replicate")
+        self.conv2 = nn.Conv2d(f1, f2, 3, padding=1, padding_mode="replicate")
+        self.conv3 = nn.Conv2d(f2, channels * scale * scale, 3, padding=1, padding_mode="replicate")
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv1(x - 0.5))
+        h = torch.tanh(self.conv2(h))
+        return self.shuffle(self.conv3(h)) + 0.5
+
+    @torch.no_grad()
+    def init_bicubic(self, seed: int = 0, gain: float = 0.1, noise: float = 1e-3) -> "ESPCN":
+        """Make the untrained network compute bicubic upscaling (see the module docstring).
+
+        ``gain`` keeps the pass-through signals in tanh's near-linear range (|x| <= 0.05,
+        where tanh deviates from linear by < 0.1 %); the remaining filters start small and
+        random so they can learn the detail bicubic misses."""
+        if self.channels != 1:
+            raise ValueError("bicubic initialisation is defined for the single-channel (Y) model")
+        g = torch.Generator().manual_seed(seed)
+        r2 = self.scale**2
+        for conv in (self.conv1, self.conv2, self.conv3):
+            fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * math.sqrt(1.0 / fan_in))
+            conv.bias.zero_()
+        self.conv3.weight.mul_(noise)  # the new detail starts near zero
+        self.conv1.weight[:r2] = bicubic_phase_filters(self.scale).unsqueeze(1).float() * gain
+        self.conv2.weight[:, :r2] *= noise  # learned paths ignore the pass-through at first
+        self.conv2.weight[:r2] = 0
+        for p in range(r2):
+            self.conv2.weight[p, p, 1, 1] = 1.0  # tanh(gain*x) -> tanh(tanh(gain*x)), nearly gain*x
+        self.conv3.weight[:, :r2] = 0
+        for p in range(r2):
+            # undo the two tanh-scaled gains: tanh(tanh(g*x)) ~ g*x
+            self.conv3.weight[p, p, 1, 1] = 1.0 / gain
+        return self
+
+
+def upscale_y(model: ESPCN, y: torch.Tensor) -> torch.Tensor:
+    """Upscale luma N,1,h,w in [0, 1] and clamp to the valid range."""
+    return model(y).clamp_(0.0, 1.0)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,202 @@
+"""Training recipe for ESPCN (``ncodec train espcn``).
+
+Data: HR photos (uint8 RGB arrays; the caller loads the files). Each image is cropped
+to a multiple of the scale; its LR version is made once by :func:`bicubic_resize`
+(antialiased Keys a = -0.5, the MATLAB ``imresize`` kernel) in RGB, rounded to uint8
+like a real low-resolution image, then converted to Y (BT.601 studio range). The
+evaluation makes its LR inputs the same way.
+
+Recipe: bicubic-initialised ESPCN (models/espcn.py); random aligned LR/HR crops (LR
+``patch`` px), the 8 flips/rotations; Adam; learning rate warmed up over the first 2 %
+then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
+of the budget, then MSE (the metric is PSNR); fixed seed; checkpoints (weights, Adam
+moments, step, elapsed time) that a later run resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .espcn import ESPCN, bicubic_resize, rgb_to_ycbcr
+
+
+@dataclass
+class TrainConfig:
+    scale: int
+    minutes: float = 20.0  # wall-clock budget; the schedule follows it
+    batch: int = 32
+    patch: int = 32  # LR patch side
+    lr: float = 1e-3
+    mse_from: float = 0.8  # fraction of the budget after which the loss is MSE
+    seed: int = 0
+    val_every: float = 60.0  # seconds between validations/checkpoints
+    threads: int | None = None
+
+
+@dataclass
+class Pair:
+    hr: torch.Tensor  # 1,H,W float Y in [0, 1]
+    lr: torch.Tensor  # 1,h,w
+
+
+def make_pair(rgb: np.ndarray, scale: int) -> Pair:
+    """HR/LR luma pair from one uint8 RGB photo (LR made exactly as in evaluation)."""
+    h, w = rgb.shape[:2]
+    rgb = rgb[: h - h % scale, : w - w % scale]
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+    lr = (bicubic_resize(t, 1 / scale).clamp(0, 1) * 255).round() / 255
+    return Pair(hr=rgb_to_ycbcr(t)[0, :1].contiguous(), lr=rgb_to_ycbcr(lr)[0, :1].contiguous())
+
+
+def psnr_y(sr: torch.Tensor, hr: torch.Tensor, border: int) -> float:
+    """PSNR on Y in [0, 1] with ``border`` pixels cropped (the SR convention), on 8-bit values."""
+    sr = (sr.clamp(0, 1) * 255).round()
+    hr = hr * 255
+    if border:
+        sr, hr = sr[..., border:-border, border:-border], hr[..., border:-border, border:-border]
+    mse = float(((sr - hr) ** 2).mean())
+    return 100.0 if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+@torch.no_grad()
+def evaluate(model: ESPCN, pairs: list[Pair]) -> float:
+    model.eval()
+    scores = [psnr_y(model(p.lr[None])[0], p.hr, model.scale) for p in pairs]
+    model.train()
+    return float(np.mean(scores))
+
+
+class PatchSampler:
+    """Random aligned LR/HR crops with the 8 dihedral augmentations, images drawn by area."""
+
+    def __init__(self, pairs: list[Pair], scale: int, patch: int, seed: int):
+        self.pairs = [p for p in pairs if min(p.lr.shape[-2:]) >= patch]
+        if not self.pairs:
+            raise ValueError(f"no training image is at least {patch * scale} px on its short side")
+        area = np.array([p.lr.shape[-1] * p.lr.shape[-2] for p in self.pairs], np.float64)
+        self.weights = area / area.sum()
+        self.scale, self.patch = scale, patch
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, p = self.scale, self.patch
+        lrs, hrs = [], []
+        for i in self.rng.choice(len(self.pairs), size=n, p=self.weights):
+            pair = self.pairs[i]
+            h, w = pair.lr.shape[-2:]
+            y, x = int(self.rng.integers(0, h - p + 1)), int(self.rng.integers(0, w - p + 1))
+            lr = pair.lr[:, y : y + p, x : x + p]
+            hr = pair.hr[:, y * s : (y + p) * s, x * s : (x + p) * s]
+            k, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
+            lr, hr = torch.rot90(lr, k, (1, 2)), torch.rot90(hr, k, (1, 2))
+            if flip:
+                lr, hr = lr.flip(2), hr.flip(2)
+            lrs.append(lr)
+            hrs.append(hr)
+        return torch.stack(lrs), torch.stack(hrs)
+
+
+def _lr_at(cfg: TrainConfig, progress: float) -> float:
+    warm = 0.02
+    if progress < warm:
+        return cfg.lr * max(progress / warm, 0.01)
+    t = (progress - warm) / (1 - warm)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def save_checkpoint(path: Path, model: ESPCN, opt: torch.optim.Adam, state: dict) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    for i, p in enumerate(model.parameters()):
+        s = opt.state.get(p)
+        if s:
+            tensors[f"adam.{i}.exp_avg"] = s["exp_avg"].contiguous()
+            tensors[f"adam.{i}.exp_avg_sq"] = s["exp_avg_sq"].contiguous()
+            state[f"adam_step.{i}"] = float(s["step"])
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, model: ESPCN, opt: torch.optim.Adam) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        state = json.loads(f.metadata()["state"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for i, p in enumerate(model.parameters()):
+        if f"adam.{i}.exp_avg" in tensors:
+            opt.state[p] = {
+                "step": torch.tensor(state[f"adam_step.{i}"]),
+                "exp_avg": tensors[f"adam.{i}.exp_avg"],
+                "exp_avg_sq": tensors[f"adam.{i}.exp_avg_sq"],
+            }
+    return state
+
+
+def train(
+    cfg: TrainConfig,
+    train_pairs: list[Pair],
+    val_pairs: list[Pair],
+    checkpoint: Path,
+    *,
+    resume: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> tuple[ESPCN, dict]:
+    """Train within ``cfg.minutes``; return the model with the best validation PSNR and a log."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = ESPCN(cfg.scale).init_bicubic(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sampler = PatchSampler(train_pairs, cfg.scale, cfg.patch, cfg.seed)
+    state = {"step": 0, "elapsed": 0.0, "history": [], "best_val": evaluate(model, val_pairs), "config": asdict(cfg)}
+    state["bicubic_val"] = state["best_val"]
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, opt) | {"config": asdict(cfg)}
+        sampler.rng = np.random.default_rng(cfg.seed + state["step"])
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    budget = cfg.minutes * 60
+    start, last_val = time.monotonic() - state["elapsed"], time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        progress = elapsed / budget
+        if progress >= 1:
+            break
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, progress)
+        lr, hr = sampler.batch(cfg.batch)
+        sr = model(lr)
+        loss = F.l1_loss(sr, hr) if progress < cfg.mse_from else F.mse_loss(sr, hr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        if time.monotonic() - last_val >= cfg.val_every or time.monotonic() - start >= budget:
+            last_val = time.monotonic()
+            val = evaluate(model, val_pairs)
+            state["elapsed"] = time.monotonic() - start
+            state["history"].append({"step": state["step"], "seconds": round(state["elapsed"], 1), "val_psnr": val,
+                                     "loss": float(loss)})  # fmt: skip
+            if val > state["best_val"]:
+                state["best_val"] = val
+                best = {k: v.clone() for k, v in model.state_dict().items()}
+            save_checkpoint(checkpoint, model, opt, dict(state))
+            if on_progress:
+                on_progress(state["history"][-1] | {"best_val": state["best_val"], "progress": progress})
+    state["elapsed"] = time.monotonic() - start
+    final = evaluate(model, val_pairs)
+    if final > state["best_val"]:
+        state["best_val"], best = final, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best)
+    return model, state

@@ -85,6 +85,19 @@ def _cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def _cmd_upscale(args) -> int:
+    from ncodec.video.upscale import upscale_file
+
+    result = upscale_file(
+        args.input, args.output, args.scale, precision=args.precision, device=_device(args.device),
+        tile=args.tile, video_codec=args.video_codec, crf=args.crf, preset=args.preset, lossless=args.lossless,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if not args.quiet:
+        print(result.summary())
+    return EXIT_OK
+
+
 def _cmd_train(args) -> int:
     from ncodec.app import train
 
@@ -142,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, help="use only the first N frames of a clip")
     b.add_argument("--out", default="bench-out", help="folder for results.json, results.md, rd.png")
     b.set_defaults(func=_cmd_bench)
+    u = sub.add_parser("upscale", parents=[common], help="upscale an image or a video with ESPCN",
+                       description="Upscale IN by --scale into OUT (image: png/jpg/webp/...; video: "
+                                   ".mp4/.mkv/...; audio is copied).")  # fmt: skip
+    u.add_argument("input", metavar="IN")
+    u.add_argument("output", metavar="OUT")
+    u.add_argument("--scale", "-s", type=int, choices=[2, 3, 4], required=True)
+    u.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network arithmetic (default fp32)")
+    u.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    u.add_argument("--tile", type=int, default=720, help="tile side in input pixels for large pictures (0: never)")
+    u.add_argument("--video-codec", choices=["h264", "h265", "av1", "ffv1"], help="codec of a video output")
+    ug = u.add_mutually_exclusive_group()
+    ug.add_argument("--crf", type=int, help="quality of the video output's encoder")
+    ug.add_argument("--lossless", action="store_true", help="lossless FFV1 video (.mkv)")
+    u.add_argument("--preset", help="speed preset of the video output's encoder")
+    u.set_defaults(func=_cmd_upscale)
+
     t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
                        description="Train MODEL on a folder of photos and write fp16 safetensors weights "
                                    "plus a JSON model card (OUT with .json).")  # fmt: skip

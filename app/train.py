@@ -31,7 +31,7 @@ def train_espcn(args) -> int:
     bar = tqdm(files, desc="load", unit="img", file=sys.stderr, disable=args.quiet, leave=False)
     pairs = {}
     for f in bar:
-        rgb, _ = read_image(f)
+        rgb = read_image(f)[0]
         if f in val_files:  # a fixed centre crop keeps validation quick
             h, w = rgb.shape[:2]
             c = 192 // args.scale * args.scale

@@ -30,6 +30,7 @@ from ncodec.codec.errors import UsageError
 
 from . import metrics
 from .pipeline import encode_file, progress_bar
+from .images import IMAGE_SUFFIXES
 from .reader import MediaReader
 from .writer import VideoWriter
 
@@ -55,7 +56,6 @@ def _cv2_peer(ext: str, flag: int) -> Callable[[np.ndarray, int], tuple[bytes, n
 
 # image file formats measured as peers (plain files, no ncodec container)
 IMAGE_PEERS = {"jpeg": _cv2_peer(".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": _cv2_peer(".webp", cv2.IMWRITE_WEBP_QUALITY)}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class PeakMemory:

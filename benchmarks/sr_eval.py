@@ -1,0 +1,81 @@
+"""Set5 / Set14 super-resolution table: PSNR-Y (BT.601 studio range, `scale` border
+pixels cropped), bicubic and the shipped ESPCN side by side, plus the cost of bf16.
+
+LR inputs are made exactly like the training data (models/train_espcn.make_pair:
+antialiased bicubic a=-0.5 in RGB, rounded to uint8, then Y).
+
+    python benchmarks/sr_eval.py --data ../shared/data/eval/sr --out docs/bench/sr --update-cards
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ncodec.models.espcn import bicubic_resize
+from ncodec.models.train_espcn import make_pair, psnr_y
+from ncodec.models.upscaler import load_espcn, weights_path
+from ncodec.video.images import image_files, read_image
+
+
+@torch.inference_mode()
+def evaluate(data: Path, scale: int, sets: list[str]) -> dict:
+    fp32 = load_espcn(scale)
+    bf16 = load_espcn(scale).to(torch.bfloat16)
+    out = {}
+    for name in sets:
+        rows = {"bicubic": [], "espcn_fp32": [], "espcn_bf16": []}
+        for f in image_files(data / name):
+            pair = make_pair(read_image(f)[0], scale)
+            lr = pair.lr[None]
+            rows["bicubic"].append(psnr_y(bicubic_resize(lr, scale)[0], pair.hr, scale))
+            rows["espcn_fp32"].append(psnr_y(fp32(lr)[0], pair.hr, scale))
+            rows["espcn_bf16"].append(psnr_y(bf16(lr.to(torch.bfloat16)).float()[0], pair.hr, scale))
+        out[name] = {k: float(np.mean(v)) for k, v in rows.items()} | {"images": len(rows["bicubic"])}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/eval/sr")
+    ap.add_argument("--out", default="docs/bench/sr")
+    ap.add_argument("--scales", default="2,3,4")
+    ap.add_argument("--update-cards", action="store_true", help="write the scores into the model cards")
+    args = ap.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    sets = ["Set5", "Set14"]
+    results = {int(s): evaluate(Path(args.data), int(s), sets) for s in args.scales.split(",")}
+    lines = [
+        f"Date: {datetime.date.today().isoformat()}. Reproduce: `python benchmarks/sr_eval.py --data {args.data}`",
+        "",
+        "| scale | set | bicubic | ESPCN (fp32) | gain | ESPCN (bf16) | bf16 cost |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for scale, per_set in results.items():
+        for name, r in per_set.items():
+            lines.append(
+                f"| ×{scale} | {name} | {r['bicubic']:.2f} | {r['espcn_fp32']:.2f} | "
+                f"{r['espcn_fp32'] - r['bicubic']:+.2f} | {r['espcn_bf16']:.2f} | "
+                f"{r['espcn_bf16'] - r['espcn_fp32']:+.3f} |"
+            )
+    table = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(table)
+    print(table)
+    if args.update_cards:
+        for scale, per_set in results.items():
+            card_path = weights_path(scale).with_suffix(".json")
+            card = json.loads(card_path.read_text())
+            card["scores_psnr_y"] = per_set
+            card_path.write_text(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()

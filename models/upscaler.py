@@ -1,0 +1,126 @@
+"""Frame-level upscaling with the shipped ESPCN weights: no files, no PyAV.
+
+>>> up = Upscaler(scale=3)
+>>> big = up.upscale(rgb)            # HxWx3 uint8 -> 3H x 3W x 3 uint8
+>>> bigs = up.upscale_batch(frames)  # N frames of one size at once
+
+Luma goes through ESPCN, chroma is upscaled bicubically (OpenCV). Large pictures are
+processed in tiles whose margins cover the network's receptive field, so the result
+equals the untiled one (no seams) while memory stays bounded by the tile size.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .espcn import ESPCN, SCALES
+
+WEIGHTS = resources.files("ncodec.models") / "weights"
+# Y of BT.601 studio range from OpenCV's full-range YCrCb luma (the model was trained on studio Y)
+_STUDIO_GAIN, _STUDIO_OFFSET = 219.0 / 255.0, 16.0 / 255.0
+TILE_MARGIN = 8  # LR pixels; the network sees 4 on each side and the bicubic chroma 2
+
+
+def weights_path(scale: int) -> Path:
+    return Path(str(WEIGHTS / f"espcn_x{scale}.safetensors"))
+
+
+def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
+    """The shipped ESPCN for ``scale`` (fp16 on disk, fp32 in memory)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale}")
+    path = Path(path) if path else weights_path(scale)
+    model = ESPCN(scale)
+    state = load_file(str(path))
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def model_card(scale: int) -> dict:
+    card = weights_path(scale).with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
+class Upscaler:
+    """Upscales uint8 RGB frames by 2, 3 or 4.
+
+    ``precision``: "fp32" or "bf16" (bfloat16 compute on CPUs with AVX-512 BF16 or on
+    GPUs; see docs/BENCHMARKS.md for its cost in dB). ``tile``: LR tile side for large
+    pictures (0 = never tile).
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        *,
+        device: str = "cpu",
+        precision: str = "fp32",
+        tile: int = 720,
+        weights: str | Path | None = None,
+        model: ESPCN | None = None,
+    ):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError("precision must be fp32 or bf16")
+        self.scale, self.device, self.precision, self.tile = scale, torch.device(device), precision, tile
+        model = (model or load_espcn(scale, weights)).to(self.device)
+        # measured on the 2-core CPU: fp32 runs fastest channels-last, bf16 in plain NCHW
+        if precision == "bf16":
+            self.dtype, self.memory_format = torch.bfloat16, torch.contiguous_format
+        else:
+            self.dtype, self.memory_format = torch.float32, torch.channels_last
+        self.model = model.to(dtype=self.dtype, memory_format=self.memory_format)
+
+    @torch.inference_mode()
+    def _upscale_y(self, y: np.ndarray) -> np.ndarray:
+        """N,h,w float32 full-range Y in [0,1] -> N,h*r,w*r."""
+        t = torch.from_numpy(y).to(self.device)[:, None] * _STUDIO_GAIN + _STUDIO_OFFSET
+        out = self.model(t.to(self.dtype).contiguous(memory_format=self.memory_format))
+        out = (out.float() - _STUDIO_OFFSET) / _STUDIO_GAIN
+        return out[:, 0].clamp_(0, 1).cpu().numpy()
+
+    def _upscale_untiled(self, frames: np.ndarray) -> np.ndarray:
+        n, h, w, _ = frames.shape
+        r = self.scale
+        ycc = [cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb) for f in frames]
+        y = np.stack([c[:, :, 0] for c in ycc]).astype(np.float32) / 255.0
+        big_y = self._upscale_y(y)
+        out = np.empty((n, h * r, w * r, 3), np.uint8)
+        for i, c in enumerate(ycc):
+            chroma = cv2.resize(c, (w * r, h * r), interpolation=cv2.INTER_CUBIC)
+            chroma[:, :, 0] = (big_y[i] * 255.0 + 0.5).astype(np.uint8)
+            out[i] = cv2.cvtColor(chroma, cv2.COLOR_YCrCb2RGB)
+        return out
+
+    def upscale_batch(self, frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """N x H x W x 3 uint8 (one size) -> N x rH x rW x 3 uint8."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected N x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
+        h, w = frames.shape[1:3]
+        if self.tile and max(h, w) > self.tile:
+            return np.stack([self._upscale_tiled(f) for f in frames])
+        return self._upscale_untiled(frames)
+
+    def upscale(self, rgb: np.ndarray) -> np.ndarray:
+        """One H x W x 3 uint8 frame -> rH x rW x 3 uint8."""
+        return self.upscale_batch(rgb[None])[0]
+
+    def _upscale_tiled(self, rgb: np.ndarray) -> np.ndarray:
+        """Tiles of ``tile`` LR px plus TILE_MARGIN on each side; only the centres are kept."""
+        h, w = rgb.shape[:2]
+        r, t, m = self.scale, self.tile, TILE_MARGIN
+        out = np.empty((h * r, w * r, 3), np.uint8)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                ya, xa, yb, xb = max(y0 - m, 0), max(x0 - m, 0), min(y1 + m, h), min(x1 + m, w)
+                big = self._upscale_untiled(np.ascontiguousarray(rgb[ya:yb, xa:xb])[None])[0]
+                out[y0 * r : y1 * r, x0 * r : x1 * r] = big[(y0 - ya) * r : (y1 - ya) * r, (x0 - xa) * r : (x1 - xa) * r]
+        return out

@@ -1,0 +1,80 @@
+"""ESPCN: the model's shape, its bicubic initialisation, a tiny training run, the frame-level
+Upscaler (batching, seamless tiles)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLES
+from ncodec.models import train_espcn as recipe
+from ncodec.models.espcn import ESPCN, bicubic_resize, count_parameters
+from ncodec.models.upscaler import Upscaler
+from ncodec.video.images import read_image
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_shapes_and_paper_architecture(scale):
+    m = ESPCN(scale)
+    assert m(torch.rand(2, 1, 17, 23)).shape == (2, 1, 17 * scale, 23 * scale)
+    assert [tuple(c.weight.shape) for c in (m.conv1, m.conv2, m.conv3)] == [
+        (64, 1, 5, 5), (32, 64, 3, 3), (scale * scale, 32, 3, 3),
+    ]  # fmt: skip
+    assert count_parameters(m) == 64 * 25 + 64 + 64 * 32 * 9 + 32 + 32 * 9 * scale**2 + scale**2
+    with pytest.raises(ValueError):
+        ESPCN(5)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_initialisation_equals_bicubic(scale):
+    torch.manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 64), 3, 1, 1)  # smooth-ish content
+    with torch.no_grad():
+        out = ESPCN(scale).init_bicubic()(x)
+    ref = bicubic_resize(x, scale)
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # borders: replicate vs PIL-style edges
+    assert (out - ref)[inner].abs().max() < 2e-3
+
+
+def test_tiny_training_run_lowers_the_loss(tmp_path):
+    rgb = read_image(SAMPLES / "coffee.png")[0]
+    pairs = [recipe.make_pair(rgb, 3)]
+    cfg = recipe.TrainConfig(scale=3, minutes=0.15, batch=8, patch=16, val_every=3.0)
+    model, state = recipe.train(cfg, pairs, pairs, tmp_path / "ck.safetensors")
+    assert state["step"] > 20 and state["best_val"] > state["bicubic_val"]
+    assert (tmp_path / "ck.safetensors").exists()
+    # resuming continues the step count from the checkpoint
+    cfg2 = recipe.TrainConfig(scale=3, minutes=0.2, batch=8, patch=16, val_every=3.0)
+    _, state2 = recipe.train(cfg2, pairs, pairs, tmp_path / "ck.safetensors", resume=True)
+    assert state2["step"] > state["step"]
+
+
+@pytest.fixture(scope="module")
+def bicubic_upscaler():
+    return lambda scale, **kw: Upscaler(scale, model=ESPCN(scale).init_bicubic(), **kw)
+
+
+def test_upscaler_batch_and_single(bicubic_upscaler):
+    up = bicubic_upscaler(2)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+    batch = up.upscale_batch(frames)
+    assert batch.shape == (3, 40, 60, 3) and batch.dtype == np.uint8
+    assert np.array_equal(batch[1], up.upscale(frames[1]))
+    with pytest.raises(ValueError):
+        up.upscale_batch(np.zeros((2, 4, 4), np.uint8))
+
+
+def test_tiles_leave_no_seams(bicubic_upscaler):
+    rgb = read_image(SAMPLES / "coffee.png")[0][:150, :200]
+    whole = bicubic_upscaler(3, tile=0).upscale(rgb)
+    tiled = bicubic_upscaler(3, tile=64).upscale(rgb)
+    assert whole.shape == tiled.shape == (450, 600, 3)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_bf16_close_to_fp32(bicubic_upscaler):
+    rgb = read_image(SAMPLES / "coffee.png")[0][:64, :64]
+    a = bicubic_upscaler(2).upscale(rgb).astype(int)
+    b = bicubic_upscaler(2, precision="bf16").upscale(rgb).astype(int)
+    assert np.abs(a - b).mean() < 1.0

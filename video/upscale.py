@@ -1,0 +1,165 @@
+"""`ncodec upscale`: images and videos, file to file, with the frame-level Upscaler.
+
+Videos stream one frame at a time (audio packets copied into the output as they are
+demuxed); images of any size are tiled by the Upscaler. Any input is read as 8-bit
+RGB: a 10-bit or 4:4:4 video is upscaled from its 8-bit RGB rendering and written as an
+8-bit 4:2:0 (4:4:4 for odd sizes) video, which the README states.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ncodec.codec.atomic import AtomicPath, check_output_path
+from ncodec.codec.errors import UsageError
+from ncodec.models.espcn import SCALES
+
+from .images import IMAGE_SUFFIXES, read_image
+from .pipeline import progress_bar
+from .reader import MediaReader
+from .writer import SUPPORTED_SUFFIXES, VideoWriter
+
+# largest side each image format can store
+_IMAGE_LIMITS = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".webp": 16383, ".bmp": 2**31 - 1,
+                 ".tif": 2**31 - 1, ".tiff": 2**31 - 1}  # fmt: skip
+_ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class UpscaleResult:
+    path: str
+    frames: int
+    width: int
+    height: int
+    seconds: float
+
+    def summary(self) -> str:
+        fps = self.frames / max(self.seconds, 1e-9)
+        return f"{self.path}: {self.frames} frame(s) at {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} fps)"
+
+
+def _check_scale(scale: int) -> None:
+    if scale not in SCALES:
+        raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
+
+
+def upscale_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    scale: int,
+    *,
+    precision: str = "fp32",
+    device: str = "cpu",
+    tile: int = 720,
+    video_codec: str | None = None,
+    crf: int | None = None,
+    preset: str | None = None,
+    lossless: bool = False,
+    progress: bool = False,
+) -> UpscaleResult:
+    """Upscale an image or a video file by ``scale`` into ``dst`` (format from its extension)."""
+    from ncodec.models.upscaler import Upscaler
+
+    _check_scale(scale)
+    src, dst = Path(src), Path(dst)
+    check_output_path(dst, src)
+    out_suffix = dst.suffix.lower()
+    if out_suffix not in IMAGE_SUFFIXES and out_suffix not in SUPPORTED_SUFFIXES:
+        raise UsageError(f"cannot write {dst.name}: use an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                         f"or video ({', '.join(SUPPORTED_SUFFIXES)}) extension")  # fmt: skip
+    upscaler = Upscaler(scale, device=device, precision=precision, tile=tile)
+    start = time.perf_counter()
+    if src.suffix.lower() in IMAGE_SUFFIXES:
+        if out_suffix not in IMAGE_SUFFIXES:
+            raise UsageError(f"{src.name} is an image; write the result to an image file, not {out_suffix}")
+        return _upscale_image(upscaler, src, dst, start)
+    with MediaReader(src) as reader:
+        info = reader.info
+        w, h = info.width * scale, info.height * scale
+        if out_suffix in IMAGE_SUFFIXES:
+            if info.frame_count > 1:
+                raise UsageError(f"{src.name} is a video; write the result to a video file, not {out_suffix}")
+        with VideoWriter(dst, w, h, info.fps, codec=video_codec, crf=crf, preset=preset, lossless=lossless,
+                         colour=info.colour, audio_streams=reader.audio_streams,
+                         audio_offset=info.start_time) as writer:  # fmt: skip
+            with progress_bar(info.frame_count, f"upscale x{scale}", progress) as bar:
+                for item in _overlapped(reader, upscaler, with_audio=writer.audio is not None):
+                    if isinstance(item, np.ndarray):
+                        writer.write(item)
+                        bar.update(1)
+                    else:
+                        writer.audio.mux(item)
+            frames = writer.frames_written
+    return UpscaleResult(str(dst), frames, w, h, time.perf_counter() - start)
+
+
+_DONE = object()
+
+
+def _overlapped(reader: MediaReader, upscaler, with_audio: bool, depth: int = 4) -> Iterator:
+    """Upscaled frames and audio packets, in demux order, with decoding running in a
+    thread of its own so that it overlaps the network (PyAV and torch release the GIL).
+    Everything is consumed on the caller's thread, so muxing stays single-threaded."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for rgb in reader.frames(audio_sink=items.put if with_audio else None):
+                if stop.is_set():
+                    return
+                items.put(rgb)
+        except BaseException as e:  # handed to the consumer, raised there
+            failure.append(e)
+        finally:
+            items.put(_DONE)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not _DONE:
+            yield upscaler.upscale(item) if isinstance(item, np.ndarray) else item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+
+
+def _upscale_image(upscaler, src: Path, dst: Path, start: float) -> UpscaleResult:
+    rgb, alpha, gray = read_image(src)
+    r = upscaler.scale
+    h, w = rgb.shape[0] * r, rgb.shape[1] * r
+    limit = _IMAGE_LIMITS[dst.suffix.lower()]
+    if max(h, w) > limit:
+        raise UsageError(f"{w}x{h} is too large for {dst.suffix} (at most {limit} px per side); write .png")
+    big = upscaler.upscale(rgb)
+    if gray:
+        out = cv2.cvtColor(big, cv2.COLOR_RGB2GRAY)
+    else:
+        out = cv2.cvtColor(big, cv2.COLOR_RGB2BGR)
+        if alpha is not None:
+            if dst.suffix.lower() not in _ALPHA_SUFFIXES:
+                raise UsageError(f"{src.name} has transparency, which {dst.suffix} cannot hold; write .png or .webp")
+            big_alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC)
+            out = np.dstack([out, big_alpha])
+    ok, buf = cv2.imencode(dst.suffix.lower(), out)
+    if not ok:
+        raise UsageError(f"OpenCV cannot write {dst.suffix} files")
+    with AtomicPath(dst) as tmp:
+        tmp.path.write_bytes(buf.tobytes())
+    return UpscaleResult(str(dst), 1, w, h, time.perf_counter() - start)

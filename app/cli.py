@@ -99,9 +99,17 @@ def _cmd_upscale(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from ncodec.app import train
+    from ncodec.video.training import train_espcn
 
-    return {"espcn": train.train_espcn}[args.model](args)
+    card = train_espcn(
+        args.data, args.out, args.scale, minutes=args.minutes, seed=args.seed, threads=args.threads,
+        checkpoint=args.checkpoint, resume=args.resume, progress=not args.quiet,
+    )  # fmt: skip
+    if not args.quiet:
+        val = card["val_psnr_y"]
+        print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR-Y "
+              f"{val['espcn']:.2f} dB (bicubic {val['bicubic']:.2f} dB)")  # fmt: skip
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

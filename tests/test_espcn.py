@@ -78,3 +78,24 @@ def test_bf16_close_to_fp32(bicubic_upscaler):
     a = bicubic_upscaler(2).upscale(rgb).astype(int)
     b = bicubic_upscaler(2, precision="bf16").upscale(rgb).astype(int)
     assert np.abs(a - b).mean() < 1.0
+
+
+def test_train_command_writes_weights_and_card(tmp_path):
+    import json
+    import shutil
+
+    from ncodec.models.upscaler import load_espcn
+    from test_cli import run
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    shutil.copy(SAMPLES / "coffee.png", data)
+    out = tmp_path / "w.safetensors"
+    proc = run("train", "espcn", "--scale", "2", "--data", data, "--out", out, "--minutes", "0.1", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["scale"] == 2 and card["steps"] > 0 and card["recipe"]["lr"] == 3e-4
+    model = load_espcn(2, out)
+    assert model(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
+    assert_usage = run("train", "espcn", "--scale", "5", "--data", data, "--out", out)
+    assert assert_usage.returncode == 2

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ncodec.codec.atomic import AtomicPath, check_output_path
-from ncodec.codec.errors import UsageError
+from ncodec.codec.errors import InputError, UsageError
 
 from .images import image_files, read_image
 
@@ -40,7 +40,7 @@ def train_espcn(
     files = image_files(data)
     # every 25th image is held out for validation curves (centre crops, fixed)
     val_files = files[::25]
-    train_files = [f for i, f in enumerate(files) if i % 25]
+    train_files = [f for i, f in enumerate(files) if i % 25] or files  # one photo: it serves both
     bar = tqdm(files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
     pairs = {}
     for f in bar:
@@ -62,10 +62,13 @@ def train_espcn(
         if progress and not sys.stderr.isatty():  # logs get one JSON line per validation
             print(json.dumps(entry), file=sys.stderr, flush=True)
 
-    model, state = recipe.train(
-        cfg, [pairs[f] for f in train_files], [pairs[f] for f in val_files], checkpoint,
-        resume=resume, on_progress=report,
-    )  # fmt: skip
+    try:
+        model, state = recipe.train(
+            cfg, [pairs[f] for f in train_files], [pairs[f] for f in val_files], checkpoint,
+            resume=resume, on_progress=report,
+        )  # fmt: skip
+    except ValueError as e:  # e.g. every photo smaller than one training patch
+        raise InputError(f"{data}: {e}") from None
     progress.close()
     tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
     card = {

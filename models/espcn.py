@@ -13,6 +13,7 @@ the improvement. The architecture and the inference cost stay exactly the paper'
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -115,9 +116,46 @@ class ESPCN(nn.Module):
         return self
 
 
-def upscale_y(model: ESPCN, y: torch.Tensor) -> torch.Tensor:
-    """Upscale luma N,1,h,w in [0, 1] and clamp to the valid range."""
-    return model(y).clamp_(0.0, 1.0)
+STUDIO_GAIN, STUDIO_OFFSET = 219.0 / 255.0, 16.0 / 255.0  # studio Y = offset + gain * full-range Y
+
+
+class FastESPCN(nn.Module):
+    """Inference form of a trained ESPCN, computing the same function with less work.
+
+    Input and output are full-range luma in 0..255 (what OpenCV's YCrCb gives), the
+    studio-range conversion and the +-0.5 centring being folded into the first and last
+    convolutions (exact: replicate padding commutes with affine maps). With ``bf16`` the
+    two wide layers run in bfloat16 while the last layer and its output stay fp32, since
+    bf16's 8-bit mantissa would quantise the output itself.
+    """
+
+    def __init__(self, model: ESPCN, precision: str = "fp32"):
+        super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError("precision must be fp32 or bf16")
+        self.scale = model.scale
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.conv1 = nn.Conv2d(1, model.conv1.out_channels, 5, padding=2, padding_mode="replicate")
+        self.conv2 = copy.deepcopy(model.conv2)  # converted to bf16 below; the trained model stays as it is
+        self.conv3 = nn.Conv2d(model.conv3.in_channels, model.conv3.out_channels, 3, padding=1,
+                               padding_mode="replicate")  # fmt: skip
+        self.shuffle = nn.PixelShuffle(model.scale)
+        with torch.no_grad():
+            # conv1(x - 0.5) with x = OFFSET + GAIN * u / 255
+            w1 = model.conv1.weight.double()
+            self.conv1.weight.copy_(w1 * STUDIO_GAIN / 255.0)
+            self.conv1.bias.copy_(model.conv1.bias.double() + (STUDIO_OFFSET - 0.5) * w1.sum(dim=(1, 2, 3)))
+            # u = 255 * (conv3(h) + 0.5 - OFFSET) / GAIN
+            k = 255.0 / STUDIO_GAIN
+            self.conv3.weight.copy_(model.conv3.weight.double() * k)
+            self.conv3.bias.copy_((model.conv3.bias.double() + 0.5 - STUDIO_OFFSET) * k)
+        self.conv1.to(self.dtype)
+        self.conv2.to(self.dtype)
+        self.eval()
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv2(torch.tanh(self.conv1(u.to(self.dtype)))))
+        return self.shuffle(self.conv3(h.float()))
 
 
 def count_parameters(model: nn.Module) -> int:

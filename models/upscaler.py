@@ -35,6 +35,11 @@ def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale}")
     path = Path(path) if path else weights_path(scale)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ESPCN x{scale} weights not found at {path}; reinstall ncodec or train them with "
+            f"`ncodec train espcn --scale {scale}`"
+        )
     model = ESPCN(scale)
     state = load_file(str(path))
     model.load_state_dict({k: v.float() for k, v in state.items()})

@@ -50,7 +50,7 @@ def test_video_with_audio(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "fps" in proc.stdout
     with MediaReader(tmp_path / "up.mkv") as r:
-        assert (r.info.width, r.info.height, r.info.frame_count) == (192, 144, 10)
+        assert (r.info.width, r.info.height) == (192, 144) and sum(1 for _ in r.frames()) == 10
     with av.open(str(src)) as a, av.open(str(tmp_path / "up.mkv")) as b:
         pa = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size]
         pb = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size]

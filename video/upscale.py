@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ncodec.codec.atomic import AtomicPath, check_output_path
-from ncodec.codec.errors import UsageError
+from ncodec.codec.errors import InputError, UsageError
 from ncodec.models.espcn import SCALES
 
 from .images import IMAGE_SUFFIXES, read_image
@@ -76,7 +76,10 @@ def upscale_file(
     if out_suffix not in IMAGE_SUFFIXES and out_suffix not in SUPPORTED_SUFFIXES:
         raise UsageError(f"cannot write {dst.name}: use an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                          f"or video ({', '.join(SUPPORTED_SUFFIXES)}) extension")  # fmt: skip
-    upscaler = Upscaler(scale, device=device, precision=precision, tile=tile)
+    try:
+        upscaler = Upscaler(scale, device=device, precision=precision, tile=tile)
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from None
     start = time.perf_counter()
     if src.suffix.lower() in IMAGE_SUFFIXES:
         if out_suffix not in IMAGE_SUFFIXES:

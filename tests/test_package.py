@@ -32,5 +32,8 @@ def test_wheel_contents(tmp_path):
     assert top <= {"ncodec", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}, top
     for module in ("ncodec/codec/container.py", "ncodec/video/reader.py", "ncodec/app/cli.py", "ncodec/models/__init__.py"):
         assert module in names
+    for scale in (2, 3, 4):  # shipped weights and their model cards are package data
+        assert f"ncodec/models/weights/espcn_x{scale}.safetensors" in names
+        assert f"ncodec/models/weights/espcn_x{scale}.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ncodec = ncodec.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -11,7 +11,6 @@ equals the untiled one (no seams) while memory stays bounded by the tile size.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -46,17 +45,12 @@ def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
     return model.eval()
 
 
-def model_card(scale: int) -> dict:
-    card = weights_path(scale).with_suffix(".json")
-    return json.loads(card.read_text()) if card.exists() else {}
-
-
 class Upscaler:
     """Upscales uint8 RGB frames by 2, 3 or 4.
 
     ``precision``: "fp32" or "bf16" (bfloat16 compute on CPUs with AVX-512 BF16 or on
-    GPUs; see docs/BENCHMARKS.md for its cost in dB). ``tile``: LR tile side for large
-    pictures (0 = never tile).
+    GPUs; see docs/BENCHMARKS.md for its cost in dB). ``tile``: pictures larger than
+    tile x tile input pixels are processed in tiles of that side (0 = never tile).
     """
 
     def __init__(
@@ -102,7 +96,7 @@ class Upscaler:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected N x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
         h, w = frames.shape[1:3]
-        if self.tile and max(h, w) > self.tile:
+        if self.tile and h * w > self.tile * self.tile:  # bounded activations for large pictures
             return np.stack([self._upscale_tiled(f) for f in frames])
         return self._upscale_untiled(frames)
 

@@ -37,12 +37,13 @@ def _device(name: str) -> str:
 def _cmd_encode(args) -> int:
     from ncodec import video
 
-    options = {"crf": args.crf, "preset": args.preset}
-    if registry.get(args.codec).uses_torch:  # classical codecs always run on the CPU
-        options["device"] = _device(args.device)
+    options = {"crf": args.crf, "preset": args.preset, "size": args.size, "epochs": args.epochs,
+               "time_budget": args.time_budget, "segment_frames": args.segment_frames}  # fmt: skip
+    device = _device(args.device) if registry.get(args.codec).uses_torch else "cpu"  # classical: always CPU
     result = video.encode_file(
-        args.input, args.output, args.codec, quality=args.quality, options=options, progress=not args.quiet
-    )
+        args.input, args.output, args.codec, quality=args.quality, options=options, device=device,
+        progress=not args.quiet,
+    )  # fmt: skip
     if not args.quiet:
         print(result.summary())
     return EXIT_OK
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
     e.add_argument("--crf", type=int, help="constant rate factor for the classical codecs (overrides --quality)")
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow, av1: 0..13)")
+    e.add_argument("--size", type=int, help="neural codecs: decoder parameters, e.g. 300000 (HNeRV)")
+    e.add_argument("--epochs", type=int, help="neural codecs: fitting epochs per segment")
+    e.add_argument("--time-budget", type=float, metavar="SECONDS", help="neural codecs: total fitting time")
+    e.add_argument("--segment-frames", type=int, help="HNeRV: frames per independently coded segment")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     e.set_defaults(func=_cmd_encode)
 

@@ -16,6 +16,8 @@ consume (8 + 4 per symbol) before it is handed over.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .container import pack_chunks, unpack_chunks
@@ -91,9 +93,17 @@ def _cdf(freq: np.ndarray) -> list[int]:
     return [int(v) for v in cdf]
 
 
+def _ans():
+    """compressai's rANS coder; importing compressai warns about torch.jit, which users need not see."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from compressai import ans
+    return ans
+
+
 def encode_symbols(values: np.ndarray) -> bytes:
     """Entropy-code an integer array (any shape; the decoder is told the count)."""
-    from compressai.ans import RansEncoder
+    RansEncoder = _ans().RansEncoder
 
     flat = np.asarray(values, dtype=np.int64).ravel()
     if flat.size == 0:
@@ -112,7 +122,7 @@ def encode_symbols(values: np.ndarray) -> bytes:
 
 def decode_symbols(data: bytes, count: int) -> np.ndarray:
     """Inverse of :func:`encode_symbols`; ``count`` comes from the caller's own header."""
-    from compressai.ans import RansDecoder
+    RansDecoder = _ans().RansDecoder
 
     if count == 0:
         return np.zeros(0, np.int64)

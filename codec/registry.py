@@ -32,8 +32,11 @@ class Codec(ABC):
         """Resolve user options into the JSON parameters stored in the header."""
 
     @abstractmethod
-    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader) -> Iterator[Section]:
-        """Consume HxWx3 uint8 RGB frames, yield sections as soon as they are ready."""
+    def encode(
+        self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None
+    ) -> Iterator[Section]:
+        """Consume HxWx3 uint8 RGB frames, yield sections as soon as they are ready.
+        ``runtime`` holds settings that do not go into the bitstream (device, progress)."""
 
     @abstractmethod
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:

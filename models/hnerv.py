@@ -192,3 +192,70 @@ def pad_frames(frames: torch.Tensor, cfg: HNeRVConfig) -> torch.Tensor:
     """N,3,H,W -> N,3,cfg.height,cfg.width by edge replication (bottom and right)."""
     h, w = frames.shape[-2:]
     return F.pad(frames, (0, cfg.width - w, 0, cfg.height - h), mode="replicate")
+
+
+@dataclass
+class FitResult:
+    epochs: int
+    seconds: float
+    psnr: float  # of the last epoch, on the padded frames, in dB
+    history: list
+
+
+def _cosine_lr(base: float, progress: float, warmup: float = 0.1) -> float:
+    if progress < warmup:
+        return base * max(progress / warmup, 0.02)
+    return base * 0.5 * (1 + math.cos(math.pi * min((progress - warmup) / (1 - warmup), 1.0)))
+
+
+def fit(
+    model: HNeRV,
+    frames: torch.Tensor,
+    *,
+    epochs: int = 100,
+    time_budget: float | None = None,
+    lr: float = 2e-3,
+    batch: int = 2,
+    seed: int = 0,
+    trainable: list[nn.Parameter] | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    on_epoch=None,
+) -> FitResult:
+    """Overfit ``model`` to ``frames`` (N,3,H,W padded; uint8, or float in [0,1]) with L2
+    loss, Adam and a cosine schedule with warm-up. The schedule follows ``time_budget`` (seconds) when given,
+    else ``epochs``. ``masks`` (parameter name -> 0/1) keep pruned weights at zero."""
+    import time
+
+    g = torch.Generator().manual_seed(seed)
+    params = trainable if trainable is not None else list(model.parameters())
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    named = dict(model.named_parameters())
+    start, n, history, epoch, psnr = time.monotonic(), frames.shape[0], [], 0, 0.0
+    while True:
+        elapsed = time.monotonic() - start
+        progress = elapsed / time_budget if time_budget else epoch / max(epochs, 1)
+        if progress >= 1 or (time_budget is None and epoch >= epochs):
+            break
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(lr, progress)
+        mse_sum = 0.0
+        for idx in torch.randperm(n, generator=g).split(batch):
+            target = frames[idx]
+            if target.dtype == torch.uint8:
+                target = target.float() / 255
+            out, _ = model(target)
+            loss = F.mse_loss(out, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if masks:
+                with torch.no_grad():
+                    for name, mask in masks.items():
+                        named[name].mul_(mask)
+            mse_sum += loss.item() * len(idx)
+        epoch += 1
+        psnr = 10 * math.log10(1 / max(mse_sum / n, 1e-12))
+        history.append({"epoch": epoch, "seconds": round(time.monotonic() - start, 2), "psnr": psnr})
+        if on_epoch:
+            on_epoch(history[-1], progress)
+    return FitResult(epoch, time.monotonic() - start, psnr, history)

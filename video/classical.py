@@ -66,7 +66,9 @@ class ClassicalCodec(Codec):
             raise BitstreamError(f"coded size {cw}x{ch} does not fit picture {header.width}x{header.height}")
         return cw, ch
 
-    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader) -> Iterator[Section]:
+    def encode(
+        self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None
+    ) -> Iterator[Section]:
         cw, ch = self._geometry(header)
         colour = output_colour(header.colour, header.height)
         ctx = av.CodecContext.create(ENCODERS[self.writer_codec][0], "w")

@@ -104,9 +104,11 @@ def encode_file(
     *,
     quality: str | None = None,
     options: dict | None = None,
+    device: str = "cpu",
     progress: bool = False,
 ) -> EncodeResult:
-    """Encode ``src`` (any video or image PyAV reads) into the ncodec bitstream ``dst``."""
+    """Encode ``src`` (any video or image PyAV reads) into the ncodec bitstream ``dst``.
+    ``device`` is where a neural codec runs ("cpu" or "cuda")."""
     the_codec = registry.get(codec)
     start = time.perf_counter()
     with MediaReader(src) as reader, tempfile.TemporaryDirectory(prefix="ncodec-") as scratch:
@@ -123,7 +125,7 @@ def encode_file(
         count = [0]
         with ContainerWriter(dst, header) as writer, progress_bar(info.frame_count, f"encode {codec}", progress) as bar:
             frames = _counted(reader.frames(audio_sink=sink), bar, count)
-            for tag, payload in the_codec.encode(frames, header):
+            for tag, payload in the_codec.encode(frames, header, {"device": device, "progress": progress}):
                 writer.write(tag, payload)
             audio_bytes = 0
             if audio_out:

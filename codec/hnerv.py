@@ -1,0 +1,211 @@
+"""The HNeRV video codec: encoding is fitting a network to the video.
+
+The clip is cut into segments of at most ``segment_frames`` frames; each segment gets
+its own model, fitted, pruned (global magnitude) and fine-tuned, then its decoder weights
+are quantised per channel (8 bits) and its per-frame embeddings uniformly (8 bits), and
+both are rANS-coded under fitted histograms (codec/weights.py, codec/entropy.py). One
+"HSEG" section per segment::
+
+    JSON  {"frames": n, "emb_min": a, "emb_step": b, "emb_bits": 8}
+    coded decoder state (codec/weights.py)
+    coded embedding symbols (codec/entropy.py), n x 16 x h x w
+
+Segments are independent (bounded memory, any segment decodes alone) and the decoder
+rebuilds the network from the architecture in the header. The encoder scores exactly
+what :func:`decode_segment` produces, so the decoded file equals the encoder's own final
+reconstruction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .container import StreamHeader, pack_chunks, unpack_chunks
+from .entropy import decode_symbols, encode_symbols
+from .errors import BitstreamError, UsageError
+from .registry import Codec, Section, register
+from .weights import decode_state, encode_state
+
+# torch and the models load on first use, so that registering this codec stays cheap
+
+SEGMENT_TAG = "HSEG"
+MAX_SEGMENT_FRAMES = 1000
+DECODE_BATCH = 4
+
+
+def _quantize_embeddings(emb, bits: int) -> tuple[np.ndarray, float, float]:
+    import torch
+
+    lo, hi = float(emb.min()), float(emb.max())
+    step = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
+    q = torch.round((emb.double() - lo) / step).clamp_(0, 2**bits - 1).long()
+    return q.numpy().ravel(), lo, step
+
+
+def _frames_to_uint8(x, height: int, width: int) -> list[np.ndarray]:
+    import torch
+
+    x = (x[:, :, :height, :width].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    return list(x.permute(0, 2, 3, 1).contiguous().numpy())
+
+
+def decode_segment(payload: bytes, cfg, height: int, width: int) -> Iterator[np.ndarray]:
+    """Frames of one HSEG section (uint8 RGB, cropped to ``height`` x ``width``)."""
+    import torch
+
+    from ncodec.models.hnerv import Decoder
+
+    chunks = unpack_chunks(payload)
+    if len(chunks) != 3:
+        raise BitstreamError("corrupted HNeRV segment (expected 3 chunks)")
+    try:
+        meta = json.loads(chunks[0])
+        n, lo, step, bits = int(meta["frames"]), float(meta["emb_min"]), float(meta["emb_step"]), int(meta["emb_bits"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise BitstreamError(f"corrupted HNeRV segment header ({e})") from None
+    if not (1 <= n <= MAX_SEGMENT_FRAMES and 2 <= bits <= 16 and math.isfinite(lo) and math.isfinite(step)):
+        raise BitstreamError("corrupted HNeRV segment header (out of range)")
+    decoder = Decoder(cfg)
+    expected = {k: tuple(v.shape) for k, v in decoder.state_dict().items()}
+    decoder.load_state_dict(decode_state(chunks[1], expected))
+    decoder.eval()
+    eh, ew = cfg.embed_size
+    q = decode_symbols(chunks[2], n * cfg.embed_channels * eh * ew)
+    emb = torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(n, cfg.embed_channels, eh, ew)
+    with torch.inference_mode():
+        for batch in emb.split(DECODE_BATCH):
+            yield from _frames_to_uint8(decoder(batch), height, width)
+
+
+def _prune_masks(model, fraction: float) -> dict:
+    """Global magnitude pruning of the decoder's convolution weights."""
+    import torch
+
+    weights = {f"decoder.{k}": v for k, v in model.decoder.named_parameters() if k.endswith("weight")}
+    if fraction <= 0:
+        return {}
+    magnitudes = torch.cat([w.detach().abs().ravel() for w in weights.values()])
+    threshold = torch.quantile(magnitudes, fraction) if magnitudes.numel() < 16_000_000 else magnitudes.kthvalue(
+        max(1, int(fraction * magnitudes.numel()))).values  # fmt: skip
+    masks = {name: (w.detach().abs() > threshold).float() for name, w in weights.items()}
+    with torch.no_grad():
+        named = dict(model.named_parameters())
+        for name, mask in masks.items():
+            named[name].mul_(mask)
+    return masks
+
+
+class HNeRVCodec(Codec):
+    name, tag = "hnerv", "hnrv"
+    description = "HNeRV neural representation (fitted per segment; slow to encode, fast to decode)"
+    uses_torch = True
+    quality_levels = {
+        "low": {"size": 100_000, "epochs": 60},
+        "medium": {"size": 300_000, "epochs": 150},
+        "high": {"size": 1_000_000, "epochs": 300},
+        "best": {"size": 3_000_000, "epochs": 600},
+    }
+
+    def section_tags(self) -> tuple[str, ...]:
+        return (SEGMENT_TAG,)
+
+    def params(self, width: int, height: int, fps, options: dict) -> dict:
+        size = int(options.get("size") or 300_000)
+        segment = int(options.get("segment_frames") or 120)
+        epochs = int(options.get("epochs") or 150)
+        budget = options.get("time_budget")
+        if not 10_000 <= size <= 50_000_000:
+            raise UsageError("--size (decoder parameters) must be between 10k and 50M")
+        if not 1 <= segment <= MAX_SEGMENT_FRAMES:
+            raise UsageError(f"--segment-frames must be in 1..{MAX_SEGMENT_FRAMES}")
+        from ncodec.models.hnerv import make_config
+
+        cfg = make_config(height, width, size)
+        return {
+            "config": cfg.to_json(), "size": size, "segment_frames": segment, "epochs": epochs,
+            "time_budget": float(budget) if budget else None, "prune": float(options.get("prune", 0.1)),
+            "weight_bits": 8, "emb_bits": 8, "seed": int(options.get("seed") or 0),
+        }  # fmt: skip
+
+    def _config(self, header: StreamHeader):
+        from ncodec.models.hnerv import HNeRVConfig
+
+        try:
+            cfg = HNeRVConfig.from_json(header.params["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise BitstreamError(f"HNeRV parameters are corrupted ({e})") from None
+        if (cfg.height, cfg.width) != (math.ceil(header.height / math.prod(cfg.strides)) * math.prod(cfg.strides),
+                                       math.ceil(header.width / math.prod(cfg.strides)) * math.prod(cfg.strides)):
+            raise BitstreamError("HNeRV architecture does not match the picture size")  # fmt: skip
+        if len(cfg.widths) != len(cfg.strides) + 1 or len(cfg.kernels) != len(cfg.strides):
+            raise BitstreamError("HNeRV architecture is inconsistent")
+        if max(cfg.widths) > 4096 or max(cfg.kernels) > 9 or min(cfg.strides) < 1 or max(cfg.strides) > 8:
+            raise BitstreamError("HNeRV architecture exceeds the limits")
+        return cfg
+
+    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:
+        runtime = runtime or {}
+        p, cfg = header.params, self._config(header)
+        total = max(header.frame_count, 1)
+        batch: list[np.ndarray] = []
+        for rgb in frames:
+            batch.append(rgb)
+            if len(batch) == p["segment_frames"]:
+                yield SEGMENT_TAG, self.encode_segment(batch, cfg, p, total, runtime)[0]
+                batch = []
+        if batch:
+            yield SEGMENT_TAG, self.encode_segment(batch, cfg, p, total, runtime)[0]
+
+    def encode_segment(self, rgb: list[np.ndarray], cfg, p: dict, total: int,
+                       runtime: dict) -> tuple[bytes, list[np.ndarray]]:  # fmt: skip
+        """Fit one segment; return its section payload and the decoder's frames for it."""
+        import torch
+        from tqdm import tqdm
+
+        from ncodec.models.hnerv import HNeRV, fit, pad_frames
+
+        device = torch.device(runtime.get("device", "cpu"))
+        torch.manual_seed(p["seed"])
+        frames = pad_frames(torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2), cfg).to(device)
+        model = HNeRV(cfg).to(device)
+        share = len(rgb) / total
+        budget = p["time_budget"] * share if p["time_budget"] else None
+        bar = tqdm(total=100, desc=f"fit {len(rgb)} frames", unit="%", file=sys.stderr, leave=False,
+                   disable=not runtime.get("progress"), bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")  # fmt: skip
+
+        def report(entry: dict, progress: float) -> None:
+            bar.n = min(99, int(progress * 100))
+            bar.set_postfix(epoch=entry["epoch"], psnr=f"{entry['psnr']:.2f}")
+
+        fit(model, frames, epochs=p["epochs"], time_budget=budget * 0.9 if budget else None, seed=p["seed"],
+            on_epoch=report)  # fmt: skip
+        masks = _prune_masks(model, p["prune"])
+        if masks:  # a short fine-tune lets the remaining weights compensate
+            fit(model, frames, epochs=max(1, p["epochs"] // 10), time_budget=budget * 0.1 if budget else None,
+                lr=5e-4, seed=p["seed"] + 1, masks=masks)  # fmt: skip
+        bar.close()
+        model.eval()
+        with torch.inference_mode():
+            emb = torch.cat([model.encoder(b.float() / 255) for b in frames.split(DECODE_BATCH)]).cpu()
+        q, lo, step = _quantize_embeddings(emb, p["emb_bits"])
+        state = {k: v.cpu() for k, v in model.decoder.state_dict().items()}
+        payload = pack_chunks([
+            json.dumps({"frames": len(rgb), "emb_min": lo, "emb_step": step, "emb_bits": p["emb_bits"]}).encode(),
+            encode_state(state, p["weight_bits"]),
+            encode_symbols(q),
+        ])  # fmt: skip
+        h, w = rgb[0].shape[:2]
+        return payload, list(decode_segment(payload, cfg, h, w))
+
+    def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
+        cfg = self._config(header)
+        for _, payload in sections:
+            yield from decode_segment(payload, cfg, header.height, header.width)
+
+
+HNERV = register(HNeRVCodec())

@@ -1,0 +1,85 @@
+"""Network weights in a bitstream: symmetric per-channel quantisation (zero stays exactly
+zero, so pruned weights cost almost nothing) and rANS coding of all symbols under one
+fitted histogram. Layout of a coded state (a chunk list, see container.pack_chunks)::
+
+    JSON  [[name, shape, bits], ...]     (tensor order and shapes)
+    f32   one scale per output channel of every tensor, in order
+    rANS  all integer symbols, in order (codec/entropy.py)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .container import pack_chunks, unpack_chunks
+from .entropy import decode_symbols, encode_symbols
+from .errors import BitstreamError
+
+MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
+
+
+def quantize(t, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric quantisation of a torch tensor: (int symbols, float32
+    scale per channel)."""
+    import torch
+
+    w = t.detach().double().reshape(t.shape[0], -1) if t.ndim > 1 else t.detach().double().reshape(1, -1)
+    levels = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(dim=1) / levels
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).float()
+    q = torch.round(w / scale.double()[:, None]).clamp_(-levels, levels)
+    return q.long().numpy().ravel(), scale.numpy()
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]):
+    import torch
+
+    rows = shape[0] if len(shape) > 1 else 1
+    w = torch.from_numpy(q.reshape(rows, -1).astype(np.float32)) * torch.from_numpy(scale)[:, None]
+    return w.reshape(shape)
+
+
+def encode_state(state: dict, bits: int = 8) -> bytes:
+    meta, scales, symbols = [], [], []
+    for name, t in state.items():
+        q, s = quantize(t, bits)
+        meta.append([name, list(t.shape), bits])
+        scales.append(s.astype("<f4"))
+        symbols.append(q)
+    return pack_chunks([
+        json.dumps(meta, separators=(",", ":")).encode(),
+        np.concatenate(scales).tobytes(),
+        encode_symbols(np.concatenate(symbols)),
+    ])  # fmt: skip
+
+
+def decode_state(payload: bytes, expected: dict[str, tuple[int, ...]]) -> dict:
+    """Decode a state whose tensor names and shapes must equal ``expected`` (from the
+    architecture the header describes); anything else is a BitstreamError."""
+    chunks = unpack_chunks(payload)
+    if len(chunks) != 3:
+        raise BitstreamError("corrupted weights (expected 3 chunks)")
+    try:
+        meta = json.loads(chunks[0])
+        entries = [(str(n), tuple(int(d) for d in shape), int(bits)) for n, shape, bits in meta]
+    except (ValueError, TypeError) as e:
+        raise BitstreamError(f"corrupted weights metadata ({e})") from None
+    if [(n, s) for n, s, _ in entries] != list(expected.items()):
+        raise BitstreamError("weights do not match the architecture in the header")
+    rows = [s[0] if len(s) > 1 else 1 for _, s, _ in entries]
+    counts = [int(np.prod(s)) for _, s, _ in entries]
+    if sum(counts) > MAX_TENSOR_ELEMENTS or len(chunks[1]) != 4 * sum(rows):
+        raise BitstreamError("corrupted weights (sizes do not add up)")
+    if any(not 2 <= b <= 16 for _, _, b in entries):
+        raise BitstreamError("corrupted weights (bit depth)")
+    scales = np.frombuffer(chunks[1], "<f4").astype(np.float32)
+    if not np.all(np.isfinite(scales)):
+        raise BitstreamError("corrupted weights (non-finite scale)")
+    symbols = decode_symbols(chunks[2], sum(counts))
+    state, pos, spos = {}, 0, 0
+    for (name, shape, _), n, r in zip(entries, counts, rows):
+        state[name] = dequantize(symbols[pos : pos + n], scales[spos : spos + r], shape)
+        pos, spos = pos + n, spos + r
+    return state

@@ -151,17 +151,23 @@ def train(
     checkpoint: Path,
     *,
     resume: bool = False,
+    init: dict[str, torch.Tensor] | None = None,
     on_progress: Callable[[dict], None] | None = None,
 ) -> tuple[ESPCN, dict]:
-    """Train within ``cfg.minutes``; return the model with the best validation PSNR and a log."""
+    """Train within ``cfg.minutes``; return the model with the best validation PSNR and a log.
+
+    ``init``: start from these weights (e.g. the shipped ones) instead of the bicubic
+    initialisation, with a fresh schedule; ``resume``: continue a checkpoint exactly."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = ESPCN(cfg.scale).init_bicubic(cfg.seed)
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in init.items()})
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sampler = PatchSampler(train_pairs, cfg.scale, cfg.patch, cfg.seed)
     state = {"step": 0, "elapsed": 0.0, "history": [], "best_val": evaluate(model, val_pairs), "config": asdict(cfg)}
-    state["bicubic_val"] = state["best_val"]
+    state["bicubic_val"] = evaluate(ESPCN(cfg.scale).init_bicubic(cfg.seed), val_pairs)
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, opt) | {"config": asdict(cfg)}
         sampler.rng = np.random.default_rng(cfg.seed + state["step"])

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ncodec.codec.atomic import AtomicPath, check_output_path
@@ -28,6 +28,7 @@ def train_espcn(
     threads: int | None = None,
     checkpoint: str | None = None,
     resume: bool = False,
+    init: str | None = None,
     progress: bool = False,
 ) -> dict:
     """Train ESPCN ×``scale`` on the photos under ``data``; write ``out`` and its model card.
@@ -37,6 +38,10 @@ def train_espcn(
     if scale not in (2, 3, 4):
         raise UsageError("--scale must be 2, 3 or 4")
     out_path = check_output_path(out)
+    try:
+        init_state = load_file(init) if init else None
+    except Exception as e:  # missing file or not safetensors
+        raise InputError(f"--init {init}: cannot load weights ({e})") from None
     files = image_files(data)
     # every 25th image is held out for validation curves (centre crops, fixed)
     val_files = files[::25]
@@ -65,7 +70,7 @@ def train_espcn(
     try:
         model, state = recipe.train(
             cfg, [pairs[f] for f in train_files], [pairs[f] for f in val_files], checkpoint,
-            resume=resume, on_progress=report,
+            resume=resume, on_progress=report, init=init_state,
         )  # fmt: skip
     except ValueError as e:  # e.g. every photo smaller than one training patch
         raise InputError(f"{data}: {e}") from None
@@ -79,9 +84,9 @@ def train_espcn(
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files)},
         "recipe": state["config"] | {
             "command": f"ncodec train espcn --scale {scale} --data {data} --out {out} "
-                       f"--minutes {minutes} --seed {seed}",
+                       f"--minutes {minutes} --seed {seed}" + (f" --init {init}" if init else ""),
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
-            "init": "bicubic initialisation (models/espcn.py)",
+            "init": f"continued from {init}" if init else "bicubic initialisation (models/espcn.py)",
         },
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"], 1),

@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("input", metavar="IN")
     u.add_argument("output", metavar="OUT")
     u.add_argument("--scale", "-s", type=int, choices=[2, 3, 4], required=True)
-    u.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network arithmetic (default fp32)")
+    u.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="network arithmetic; auto: bf16 on CPUs with native bf16 where it costs <= 0.05 dB")
     u.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     u.add_argument("--tile", type=int, default=720, help="tile side in input pixels for large pictures (0: never)")
     u.add_argument("--video-codec", choices=["h264", "h265", "av1", "ffv1"], help="codec of a video output")

@@ -14,6 +14,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import json
+
 import cv2
 import numpy as np
 import torch
@@ -27,6 +29,33 @@ TILE_MARGIN = 8  # LR pixels; the network sees 4 on each side and the bicubic ch
 
 def weights_path(scale: int) -> Path:
     return Path(str(WEIGHTS / f"espcn_x{scale}.safetensors"))
+
+
+BF16_MAX_COST_DB = 0.05  # the most Set5 PSNR-Y that "auto" may trade for bf16 speed
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def auto_precision(scale: int, device: str = "cpu") -> str:
+    """bf16 where the CPU runs it natively and the model card shows it costs at most
+    BF16_MAX_COST_DB on Set5 (measured by benchmarks/sr_eval.py); fp32 otherwise."""
+    if device != "cpu" or not native_bf16():
+        return "fp32"
+    card = weights_path(scale).with_suffix(".json")
+    try:
+        set5 = json.loads(card.read_text())["scores_psnr_y"]["Set5"]
+        cost = set5["espcn_fp32"] - set5["espcn_bf16"]
+    except (OSError, KeyError, ValueError, TypeError):
+        return "fp32"
+    return "bf16" if cost <= BF16_MAX_COST_DB else "fp32"
 
 
 def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
@@ -48,8 +77,8 @@ def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
 class Upscaler:
     """Upscales uint8 RGB frames by 2, 3 or 4.
 
-    ``precision``: "fp32" or "bf16" (bfloat16 compute on CPUs with AVX-512 BF16 or on
-    GPUs; see docs/BENCHMARKS.md for its cost in dB). ``tile``: pictures larger than
+    ``precision``: "fp32", "bf16" (bfloat16 compute; its cost in dB per scale is in the
+    model cards and docs/BENCHMARKS.md) or "auto" (see :func:`auto_precision`). ``tile``: pictures larger than
     tile x tile input pixels are processed in tiles of that side (0 = never tile).
     """
 
@@ -58,13 +87,15 @@ class Upscaler:
         scale: int,
         *,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         tile: int = 720,
         weights: str | Path | None = None,
         model: ESPCN | None = None,
     ):
+        if precision == "auto":
+            precision = auto_precision(scale, str(device))
         if precision not in ("fp32", "bf16"):
-            raise ValueError("precision must be fp32 or bf16")
+            raise ValueError("precision must be fp32, bf16 or auto")
         self.scale, self.device, self.precision, self.tile = scale, torch.device(device), precision, tile
         self.model = FastESPCN(model or load_espcn(scale, weights), precision).to(self.device)
         # channels-last is the faster layout for oneDNN's convolutions here (docs/BENCHMARKS.md)

@@ -99,3 +99,15 @@ def test_train_command_writes_weights_and_card(tmp_path):
     assert model(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
     assert_usage = run("train", "espcn", "--scale", "5", "--data", data, "--out", out)
     assert assert_usage.returncode == 2
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_auto_precision_follows_the_model_card(scale):
+    import json
+
+    from ncodec.models.upscaler import BF16_MAX_COST_DB, auto_precision, native_bf16, weights_path
+
+    set5 = json.loads(weights_path(scale).with_suffix(".json").read_text())["scores_psnr_y"]["Set5"]
+    cheap = set5["espcn_fp32"] - set5["espcn_bf16"] <= BF16_MAX_COST_DB
+    assert auto_precision(scale) == ("bf16" if cheap and native_bf16() else "fp32")
+    assert auto_precision(scale, "cuda") == "fp32"

@@ -57,7 +57,7 @@ def upscale_file(
     dst: str | os.PathLike,
     scale: int,
     *,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str = "cpu",
     tile: int = 720,
     video_codec: str | None = None,

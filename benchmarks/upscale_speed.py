@@ -53,6 +53,7 @@ def network_only(scale: int, frames: list[np.ndarray]) -> dict:
     for precision in ("fp32", "bf16"):
         fast = FastESPCN(load_espcn(scale), precision).to(memory_format=torch.channels_last)
         res[f"FastESPCN {precision} channels-last"] = fps_of(fast, cl)
+    res["FastESPCN bf16 + torch.compile"] = fps_of(torch.compile(fast), cl, warmup=3)  # compiles on first call
     return res
 
 

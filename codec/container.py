@@ -291,33 +291,40 @@ class ContainerWriter:
             self.abort()
 
 
+def encode_varint(n: int) -> bytes:
+    """Unsigned LEB128."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def decode_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it); at most 5 bytes (35 bits), all bounds-checked."""
+    n = shift = 0
+    while True:
+        if pos >= len(data) or shift > 28:
+            raise BitstreamError("corrupted length or count (bad varint)")
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return n, pos
+
+
 def pack_chunks(chunks: list[bytes]) -> bytes:
     """Several byte strings in one payload: each prefixed with its length as a LEB128 varint."""
-    out = bytearray()
-    for chunk in chunks:
-        n = len(chunk)
-        while n >= 0x80:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
-        out += chunk
-    return bytes(out)
+    return b"".join(encode_varint(len(c)) + c for c in chunks)
 
 
 def unpack_chunks(payload: bytes) -> list[bytes]:
     """Inverse of :func:`pack_chunks`; every length is checked against the bytes left."""
     chunks, pos, end = [], 0, len(payload)
     while pos < end:
-        n = shift = 0
-        while True:
-            if pos >= end or shift > 28:
-                raise BitstreamError("corrupted chunk length inside a section")
-            byte = payload[pos]
-            pos += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
+        n, pos = decode_varint(payload, pos)
         if n > end - pos:
             raise BitstreamError(f"chunk of {n} bytes overruns its section ({end - pos} left)")
         chunks.append(payload[pos : pos + n])

@@ -20,34 +20,12 @@ import warnings
 
 import numpy as np
 
-from .container import pack_chunks, unpack_chunks
+from .container import decode_varint, encode_varint, pack_chunks, unpack_chunks
 from .errors import BitstreamError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
 MAX_ALPHABET = 4096
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if pos >= len(data) or shift > 35:
-            raise BitstreamError("corrupted entropy-coded block (bad varint)")
-        b = data[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return n, pos
 
 
 def _zigzag(v: int) -> int:
@@ -116,7 +94,7 @@ def encode_symbols(values: np.ndarray) -> bytes:
     coded = RansEncoder().encode_with_indexes(
         (flat - lo).astype(np.int32).tolist(), [0] * flat.size, [_cdf(freq)], [n + 2], [0]
     )
-    head = _varint(_zigzag(lo)) + _varint(n) + b"".join(_varint(int(f)) for f in freq)
+    head = encode_varint(_zigzag(lo)) + encode_varint(n) + b"".join(encode_varint(int(f)) for f in freq)
     return head + coded
 
 
@@ -126,13 +104,13 @@ def decode_symbols(data: bytes, count: int) -> np.ndarray:
 
     if count == 0:
         return np.zeros(0, np.int64)
-    z, pos = _read_varint(data, 0)
-    n, pos = _read_varint(data, pos)
+    z, pos = decode_varint(data, 0)
+    n, pos = decode_varint(data, pos)
     if not 1 <= n <= MAX_ALPHABET:
         raise BitstreamError(f"corrupted entropy-coded block (alphabet of {n} symbols)")
     freq = np.zeros(n, np.int64)
     for i in range(n):
-        freq[i], pos = _read_varint(data, pos)
+        freq[i], pos = decode_varint(data, pos)
     if int(freq.sum()) != TOTAL or freq.max() >= TOTAL:
         raise BitstreamError("corrupted entropy-coded block (frequencies do not sum to 2^16)")
     payload = data[pos:]

@@ -104,7 +104,8 @@ def _cmd_train(args) -> int:
 
     card = train_espcn(
         args.data, args.out, args.scale, minutes=args.minutes, seed=args.seed, threads=args.threads,
-        checkpoint=args.checkpoint, resume=args.resume, init=args.init, progress=not args.quiet,
+        checkpoint=args.checkpoint, resume=args.resume, init=args.init, patch=args.patch, batch=args.batch,
+        lr=args.lr, progress=not args.quiet,
     )  # fmt: skip
     if not args.quiet:
         val = card["val_psnr_y"]
@@ -197,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="torch CPU threads (default: all)")
     t.add_argument("--checkpoint", help="checkpoint file (default: OUT.ckpt)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--patch", type=int, help="LR training patch side (default 32)")
+    t.add_argument("--batch", type=int, help="patches per step (default 32)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default 3e-4)")
     t.add_argument("--init", metavar="WEIGHTS", help="start from these weights (e.g. the shipped ones), new schedule")
     t.set_defaults(func=_cmd_train)
     return p

@@ -29,6 +29,9 @@ def train_espcn(
     checkpoint: str | None = None,
     resume: bool = False,
     init: str | None = None,
+    patch: int | None = None,
+    batch: int | None = None,
+    lr: float | None = None,
     progress: bool = False,
 ) -> dict:
     """Train ESPCN ×``scale`` on the photos under ``data``; write ``out`` and its model card.
@@ -56,7 +59,8 @@ def train_espcn(
             top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
             rgb = rgb[top : top + c, left : left + c]
         pairs[f] = recipe.make_pair(rgb, scale)
-    cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads)
+    overrides = {k: v for k, v in {"patch": patch, "batch": batch, "lr": lr}.items() if v is not None}
+    cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads, **overrides)
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
     progress = tqdm(total=round(cfg.minutes * 60), desc=f"train espcn x{scale}", unit="s", file=sys.stderr,
                     disable=not progress, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{remaining}] {postfix}")  # fmt: skip
@@ -84,7 +88,8 @@ def train_espcn(
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files)},
         "recipe": state["config"] | {
             "command": f"ncodec train espcn --scale {scale} --data {data} --out {out} "
-                       f"--minutes {minutes} --seed {seed}" + (f" --init {init}" if init else ""),
+                       f"--minutes {minutes} --seed {seed}" + (f" --init {init}" if init else "")
+                       + "".join(f" --{k} {v}" for k, v in overrides.items()),
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
             "init": f"continued from {init}" if init else "bicubic initialisation (models/espcn.py)",
         },

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 import ncodec
 from ncodec.codec import registry
@@ -38,7 +39,7 @@ def _cmd_encode(args) -> int:
     from ncodec import video
 
     options = {"crf": args.crf, "preset": args.preset, "size": args.size, "epochs": args.epochs,
-               "time_budget": args.time_budget, "segment_frames": args.segment_frames}  # fmt: skip
+               "time_budget": args.time_budget, "segment_frames": args.segment_frames, "loss": args.loss}  # fmt: skip
     device = _device(args.device) if registry.get(args.codec).uses_torch else "cpu"  # classical: always CPU
     result = video.encode_file(
         args.input, args.output, args.codec, quality=args.quality, options=options, device=device,
@@ -52,6 +53,18 @@ def _cmd_encode(args) -> int:
 def _cmd_decode(args) -> int:
     from ncodec import video
 
+    if args.frame is not None:  # one frame to an image file, decoded on its own where the codec allows
+        from ncodec.codec.atomic import check_output_path
+        from ncodec.video.images import check_image_size, write_image
+
+        check_output_path(args.output, args.input)
+        check_image_size(args.output, 1, 1)  # the extension, before any decoding
+        start = time.perf_counter()
+        rgb = video.decode_frame(args.input, args.frame)
+        write_image(args.output, rgb)
+        if not args.quiet:
+            print(f"{args.output}: frame {args.frame} ({rgb.shape[1]}x{rgb.shape[0]}) in {time.perf_counter() - start:.2f} s")
+        return EXIT_OK
     result = video.decode_file(
         args.input, args.output, video_codec=args.video_codec, crf=args.crf, preset=args.preset,
         lossless=args.lossless, reference=args.reference, progress=not args.quiet,
@@ -139,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epochs", type=int, help="neural codecs: fitting epochs per segment")
     e.add_argument("--time-budget", type=float, metavar="SECONDS", help="neural codecs: total fitting time")
     e.add_argument("--segment-frames", type=int, help="HNeRV: frames per independently coded segment")
+    e.add_argument("--loss", choices=["l2", "l1+ms-ssim"], help="HNeRV: fitting loss (default l2)")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     e.set_defaults(func=_cmd_encode)
 
@@ -153,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lossless", action="store_true", help="write lossless FFV1 (.mkv only)")
     d.add_argument("--preset", help="speed preset of the output file's encoder")
     d.add_argument("--reference", metavar="SRC", help="print PSNR / MS-SSIM of the decoded frames against SRC")
+    d.add_argument("--frame", type=int, metavar="N", help="decode only frame N (0-based) into an image file OUT")
     d.set_defaults(func=_cmd_decode)
 
     i = sub.add_parser("info", parents=[common], help="describe an ncodec bitstream or a media file")

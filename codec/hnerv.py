@@ -35,7 +35,9 @@ from .weights import decode_state, encode_state
 
 SEGMENT_TAG = "HSEG"
 MAX_SEGMENT_FRAMES = 1000
-DECODE_BATCH = 4
+# one frame per decoder call: results must not depend on which frames share a batch
+# (oneDNN picks kernels by batch size), so random access equals sequential decoding
+DECODE_BATCH = 1
 
 
 def _quantize_embeddings(emb, bits: int) -> tuple[np.ndarray, float, float]:
@@ -54,13 +56,7 @@ def _frames_to_uint8(x, height: int, width: int) -> list[np.ndarray]:
     return list(x.permute(0, 2, 3, 1).contiguous().numpy())
 
 
-def decode_segment(payload: bytes, cfg, height: int, width: int) -> Iterator[np.ndarray]:
-    """Frames of one HSEG section (uint8 RGB, cropped to ``height`` x ``width``)."""
-    import torch
-
-    from ncodec.models.hnerv import Decoder
-
-    chunks = unpack_chunks(payload)
+def _segment_meta(chunks: list[bytes]) -> tuple[int, float, float, int]:
     if len(chunks) != 3:
         raise BitstreamError("corrupted HNeRV segment (expected 3 chunks)")
     try:
@@ -70,6 +66,23 @@ def decode_segment(payload: bytes, cfg, height: int, width: int) -> Iterator[np.
         raise BitstreamError(f"corrupted HNeRV segment header ({e})") from None
     if not (1 <= n <= MAX_SEGMENT_FRAMES and 2 <= bits <= 16 and math.isfinite(lo) and math.isfinite(step)):
         raise BitstreamError("corrupted HNeRV segment header (out of range)")
+    return n, lo, step, bits
+
+
+def segment_frame_count(payload: bytes) -> int:
+    """Frames in one HSEG section, read from its small JSON chunk only."""
+    return _segment_meta(unpack_chunks(payload))[0]
+
+
+def decode_segment(payload: bytes, cfg, height: int, width: int, only: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of one HSEG section (uint8 RGB, cropped to ``height`` x ``width``); with
+    ``only``, just that frame of the segment (its embedding alone goes through the decoder)."""
+    import torch
+
+    from ncodec.models.hnerv import Decoder
+
+    chunks = unpack_chunks(payload)
+    n, lo, step, _ = _segment_meta(chunks)
     decoder = Decoder(cfg)
     expected = {k: tuple(v.shape) for k, v in decoder.state_dict().items()}
     decoder.load_state_dict(decode_state(chunks[1], expected))
@@ -77,6 +90,10 @@ def decode_segment(payload: bytes, cfg, height: int, width: int) -> Iterator[np.
     eh, ew = cfg.embed_size
     q = decode_symbols(chunks[2], n * cfg.embed_channels * eh * ew)
     emb = torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(n, cfg.embed_channels, eh, ew)
+    if only is not None:
+        if not 0 <= only < n:
+            raise BitstreamError(f"segment has {n} frames, no frame {only}")
+        emb = emb[only : only + 1]
     with torch.inference_mode():
         for batch in emb.split(DECODE_BATCH):
             yield from _frames_to_uint8(decoder(batch), height, width)
@@ -121,15 +138,18 @@ class HNeRVCodec(Codec):
         budget = options.get("time_budget")
         if not 10_000 <= size <= 50_000_000:
             raise UsageError("--size (decoder parameters) must be between 10k and 50M")
+        from ncodec.models.hnerv import LOSSES, make_config
+
+        loss = options.get("loss") or "l2"
+        if loss not in LOSSES:
+            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}")
         if not 1 <= segment <= MAX_SEGMENT_FRAMES:
             raise UsageError(f"--segment-frames must be in 1..{MAX_SEGMENT_FRAMES}")
-        from ncodec.models.hnerv import make_config
-
         cfg = make_config(height, width, size)
         return {
             "config": cfg.to_json(), "size": size, "segment_frames": segment, "epochs": epochs,
             "time_budget": float(budget) if budget else None, "prune": float(options.get("prune", 0.1)),
-            "weight_bits": 8, "emb_bits": 8, "seed": int(options.get("seed") or 0),
+            "weight_bits": 8, "emb_bits": 8, "seed": int(options.get("seed") or 0), "loss": loss,
         }  # fmt: skip
 
     def _config(self, header: StreamHeader):
@@ -182,12 +202,13 @@ class HNeRVCodec(Codec):
             bar.n = min(99, int(progress * 100))
             bar.set_postfix(epoch=entry["epoch"], psnr=f"{entry['psnr']:.2f}")
 
+        loss = p.get("loss", "l2")
         fit(model, frames, epochs=p["epochs"], time_budget=budget * 0.9 if budget else None, seed=p["seed"],
-            on_epoch=report)  # fmt: skip
+            loss=loss, on_epoch=report)  # fmt: skip
         masks = _prune_masks(model, p["prune"])
         if masks:  # a short fine-tune lets the remaining weights compensate
             fit(model, frames, epochs=max(1, p["epochs"] // 10), time_budget=budget * 0.1 if budget else None,
-                lr=5e-4, seed=p["seed"] + 1, masks=masks)  # fmt: skip
+                lr=5e-4, seed=p["seed"] + 1, loss=loss, masks=masks)  # fmt: skip
         bar.close()
         model.eval()
         with torch.inference_mode():
@@ -206,6 +227,17 @@ class HNeRVCodec(Codec):
         cfg = self._config(header)
         for _, payload in sections:
             yield from decode_segment(payload, cfg, header.height, header.width)
+
+    def frame_at(self, sections: Iterable[Section], header: StreamHeader, index: int) -> np.ndarray:
+        """Random access: skip whole segments by their frame counts, then run one embedding."""
+        cfg = self._config(header)
+        first = 0
+        for _, payload in sections:
+            n = segment_frame_count(payload)
+            if index < first + n:
+                return next(decode_segment(payload, cfg, header.height, header.width, only=index - first))
+            first += n
+        raise BitstreamError(f"bitstream ends before frame {index}")
 
 
 HNERV = register(HNeRVCodec())

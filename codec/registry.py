@@ -42,6 +42,14 @@ class Codec(ABC):
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
         """Turn this codec's sections back into HxWx3 uint8 RGB frames, in order."""
 
+    def frame_at(self, sections: Iterable[Section], header: StreamHeader, index: int) -> np.ndarray:
+        """Frame ``index`` (0-based; the caller checks the range). This default decodes up
+        to it; codecs with random access override it."""
+        for i, rgb in enumerate(self.decode(sections, header)):
+            if i == index:
+                return rgb
+        raise BitstreamError(f"bitstream ends before frame {index}")
+
     def section_tags(self) -> tuple[str, ...]:
         """The section tags this codec writes (the container hands it only these)."""
         return ()

@@ -153,9 +153,14 @@ class FastESPCN(nn.Module):
         self.conv2.to(self.dtype)
         self.eval()
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def subpixels(self, u: torch.Tensor) -> torch.Tensor:
+        """N,1,h,w -> N,r^2,h,w: the output before the pixel shuffle, which callers can do
+        more cheaply on the final uint8 values."""
         h = torch.tanh(self.conv2(torch.tanh(self.conv1(u.to(self.dtype)))))
-        return self.shuffle(self.conv3(h.float()))
+        return self.conv3(h.float())
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.subpixels(u))
 
 
 def count_parameters(model: nn.Module) -> int:

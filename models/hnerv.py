@@ -208,6 +208,20 @@ def _cosine_lr(base: float, progress: float, warmup: float = 0.1) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min((progress - warmup) / (1 - warmup), 1.0)))
 
 
+LOSSES = ("l2", "l1+ms-ssim")
+
+
+def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """L2, or NeRV's 0.7 L1 + 0.3 (1 - MS-SSIM); frames too small for MS-SSIM's five
+    scales (short side <= 160) use single-scale SSIM."""
+    if kind == "l2":
+        return F.mse_loss(out, target)
+    from pytorch_msssim import ms_ssim, ssim
+
+    similarity = ms_ssim if min(out.shape[-2:]) > 160 else ssim
+    return 0.7 * F.l1_loss(out, target) + 0.3 * (1 - similarity(out, target, data_range=1.0))
+
+
 def fit(
     model: HNeRV,
     frames: torch.Tensor,
@@ -217,15 +231,31 @@ def fit(
     lr: float = 2e-3,
     batch: int = 2,
     seed: int = 0,
+    loss: str = "l2",
+    fast: bool = True,
     trainable: list[nn.Parameter] | None = None,
     masks: dict[str, torch.Tensor] | None = None,
     on_epoch=None,
 ) -> FitResult:
-    """Overfit ``model`` to ``frames`` (N,3,H,W padded; uint8, or float in [0,1]) with L2
-    loss, Adam and a cosine schedule with warm-up. The schedule follows ``time_budget`` (seconds) when given,
-    else ``epochs``. ``masks`` (parameter name -> 0/1) keep pruned weights at zero."""
+    """Overfit ``model`` to ``frames`` (N,3,H,W padded; uint8, or float in [0,1]) with
+    ``loss`` (see LOSSES), Adam and a cosine schedule with warm-up. The schedule follows
+    ``time_budget`` (seconds) when given, else ``epochs``. ``masks`` (parameter name -> 0/1)
+    keep pruned weights at zero.
+
+    ``fast``: channels-last tensors (oneDNN's fast layout on CPUs) and bf16 autocast where
+    the hardware computes bf16 natively; the weights, the optimizer and the loss stay fp32
+    (benchmarks/hnerv_speed.py measures speed and quality against the plain fp32 fit)."""
     import time
 
+    from .precision import bf16_useful
+
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}")
+    device = frames.device
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model.to(memory_format=layout)
+    frames = frames.contiguous(memory_format=layout)
+    autocast = fast and bf16_useful(device)
     g = torch.Generator().manual_seed(seed)
     params = trainable if trainable is not None else list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
@@ -240,22 +270,25 @@ def fit(
             group["lr"] = _cosine_lr(lr, progress)
         mse_sum = 0.0
         for idx in torch.randperm(n, generator=g).split(batch):
-            target = frames[idx]
+            target = frames[idx.to(device)]
             if target.dtype == torch.uint8:
                 target = target.float() / 255
-            out, _ = model(target)
-            loss = F.mse_loss(out, target)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                out, _ = model(target)
+            out = out.float()
+            objective = reconstruction_loss(out, target, loss)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             opt.step()
             if masks:
                 with torch.no_grad():
                     for name, mask in masks.items():
                         named[name].mul_(mask)
-            mse_sum += loss.item() * len(idx)
+            mse_sum += F.mse_loss(out.detach(), target).item() * len(idx)
         epoch += 1
         psnr = 10 * math.log10(1 / max(mse_sum / n, 1e-12))
         history.append({"epoch": epoch, "seconds": round(time.monotonic() - start, 2), "psnr": psnr})
         if on_epoch:
             on_epoch(history[-1], progress)
+    model.to(memory_format=torch.contiguous_format)
     return FitResult(epoch, time.monotonic() - start, psnr, history)

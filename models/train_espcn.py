@@ -7,7 +7,10 @@ like a real low-resolution image, then converted to Y (BT.601 studio range). The
 evaluation makes its LR inputs the same way.
 
 Recipe: bicubic-initialised ESPCN (models/espcn.py); random aligned LR/HR crops (LR
-``patch`` px), the 8 flips/rotations; Adam; learning rate warmed up over the first 2 %
+``patch`` px), the 8 flips/rotations; the loss covers only the crop's interior, where the
+network sees real pixels rather than its edge padding (``margin``, the receptive radius:
+with 32-px crops almost half the outputs would otherwise be padding-dependent, unlike
+the full pictures it is evaluated on); Adam; learning rate warmed up over the first 2 %
 then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
 of the budget, then MSE (the metric is PSNR); fixed seed; checkpoints (weights, Adam
 moments, step, elapsed time) that a later run resumes from.
@@ -29,6 +32,9 @@ from safetensors.torch import load_file, save_file
 
 from .espcn import ESPCN, bicubic_resize, rgb_to_ycbcr
 
+# 5x5, 3x3, 3x3 convolutions: an output pixel sees 2 + 1 + 1 LR pixels on each side
+RECEPTIVE_RADIUS = 4
+
 
 @dataclass
 class TrainConfig:
@@ -38,6 +44,8 @@ class TrainConfig:
     patch: int = 32  # LR patch side
     lr: float = 3e-4  # higher rates scramble the bicubic pass-through early (measured)
     mse_from: float = 0.8  # fraction of the budget after which the loss is MSE
+    margin: int = RECEPTIVE_RADIUS  # LR px on each side of a patch left out of the loss
+    init_gain: float = 0.1  # bicubic initialisation's pass-through gain (models/espcn.py)
     seed: int = 0
     val_every: float = 60.0  # seconds between validations/checkpoints
     threads: int | None = None
@@ -158,10 +166,12 @@ def train(
 
     ``init``: start from these weights (e.g. the shipped ones) instead of the bicubic
     initialisation, with a fresh schedule; ``resume``: continue a checkpoint exactly."""
+    if cfg.patch <= 2 * cfg.margin:
+        raise ValueError(f"patch ({cfg.patch} LR px) must exceed twice the loss margin ({cfg.margin})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = ESPCN(cfg.scale).init_bicubic(cfg.seed)
+    model = ESPCN(cfg.scale).init_bicubic(cfg.seed, gain=cfg.init_gain)
     if init is not None:
         model.load_state_dict({k: v.float() for k, v in init.items()})
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -183,6 +193,9 @@ def train(
             group["lr"] = _lr_at(cfg, progress)
         lr, hr = sampler.batch(cfg.batch)
         sr = model(lr)
+        if cfg.margin:
+            m = cfg.margin * cfg.scale
+            sr, hr = sr[..., m:-m, m:-m], hr[..., m:-m, m:-m]
         loss = F.l1_loss(sr, hr) if progress < cfg.mse_from else F.mse_loss(sr, hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()

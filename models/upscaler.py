@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from .espcn import ESPCN, SCALES, FastESPCN
+from .precision import native_bf16
 
 WEIGHTS = resources.files("ncodec.models") / "weights"
 TILE_MARGIN = 8  # LR pixels; the network sees 4 on each side and the bicubic chroma 2
@@ -34,16 +36,6 @@ def weights_path(scale: int) -> Path:
 BF16_MAX_COST_DB = 0.05  # the most Set5 PSNR-Y that "auto" may trade for bf16 speed
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def auto_precision(scale: int, device: str = "cpu") -> str:
     """bf16 where the CPU runs it natively and the model card shows it costs at most
     BF16_MAX_COST_DB on Set5 (measured by benchmarks/sr_eval.py); fp32 otherwise."""
@@ -52,10 +44,20 @@ def auto_precision(scale: int, device: str = "cpu") -> str:
     card = weights_path(scale).with_suffix(".json")
     try:
         set5 = json.loads(card.read_text())["scores_psnr_y"]["Set5"]
-        cost = set5["espcn_fp32"] - set5["espcn_bf16"]
+        cost = set5["espcn_fp32"] - min(set5["espcn_bf16"], set5.get("espcn_bf16_compiled", set5["espcn_bf16"]))
     except (OSError, KeyError, ValueError, TypeError):
         return "fp32"
     return "bf16" if cost <= BF16_MAX_COST_DB else "fp32"
+
+
+def compiled_subpixels(model: FastESPCN):
+    """``model.subpixels`` through TorchInductor with frozen weights, so that oneDNN gets
+    pre-packed weights and the tanh runs fused in the convolutions' epilogue."""
+    import logging
+
+    # inductor's C++ toolchain probe logs a CUDA notice even for CPU code; not the user's concern
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return torch.compile(model.subpixels, options={"freezing": True})
 
 
 def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
@@ -80,6 +82,9 @@ class Upscaler:
     ``precision``: "fp32", "bf16" (bfloat16 compute; its cost in dB per scale is in the
     model cards and docs/BENCHMARKS.md) or "auto" (see :func:`auto_precision`). ``tile``: pictures larger than
     tile x tile input pixels are processed in tiles of that side (0 = never tile).
+    ``compile``: run the network through torch.compile (worth it for a stream of
+    same-size frames: it fuses the tanh into the convolutions; the first frame pays the
+    compilation, and a machine without a C++ compiler falls back to eager mode).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Upscaler:
         tile: int = 720,
         weights: str | Path | None = None,
         model: ESPCN | None = None,
+        compile: bool = False,
     ):
         if precision == "auto":
             precision = auto_precision(scale, str(device))
@@ -101,13 +107,27 @@ class Upscaler:
         # channels-last is the faster layout for oneDNN's convolutions here (docs/BENCHMARKS.md)
         self.memory_format = torch.channels_last
         self.model = self.model.to(memory_format=self.memory_format)
+        self._subpixels = self.model.subpixels
+        if compile:
+            self._subpixels = compiled_subpixels(self.model)
 
     @torch.inference_mode()
     def _upscale_y(self, y: np.ndarray) -> np.ndarray:
         """N,h,w uint8 full-range Y -> N,h*r,w*r uint8."""
+        n, h, w = y.shape
+        r = self.scale
         t = torch.from_numpy(y).to(self.device)[:, None].float().contiguous(memory_format=self.memory_format)
-        out = self.model(t).clamp_(0, 255).add_(0.5)
-        return out[:, 0].to(torch.uint8).cpu().numpy()
+        try:
+            sub = self._subpixels(t)
+        except Exception as e:  # a compiler missing or failing here: eager gives the same function
+            if self._subpixels == self.model.subpixels:
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}); upscaling in eager mode", stacklevel=2)
+            self._subpixels = self.model.subpixels
+            sub = self._subpixels(t)
+        # round first, then shuffle the bytes: N,r*r,h,w (stored h,w,r*r) -> N,h*r,w*r
+        sub = sub.clamp_(0, 255).add_(0.5).to(torch.uint8).cpu()
+        return sub.view(n, r, r, h, w).permute(0, 3, 1, 4, 2).reshape(n, h * r, w * r).numpy()
 
     def _upscale_untiled(self, frames: np.ndarray) -> np.ndarray:
         n, h, w, _ = frames.shape

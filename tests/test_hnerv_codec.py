@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import make_video
+from test_cli import assert_one_line_error, run
 from ncodec.codec.container import ContainerReader
-from ncodec.codec.errors import BitstreamError
+from ncodec.codec.errors import BitstreamError, UsageError
 from ncodec.codec.hnerv import HNERV, decode_segment
 from ncodec.video import MediaReader, decode_file, encode_file
 from ncodec.video.metrics import psnr
@@ -61,3 +62,54 @@ def test_corrupted_segment_rejected(encoded):
     for bad in (payload[:10], payload[:-5] , b"\x05abc"):
         with pytest.raises(BitstreamError):
             list(decode_segment(bad, cfg, header.height, header.width))
+
+
+def test_any_frame_decodes_on_its_own(encoded):
+    from ncodec.codec.registry import by_tag
+    from ncodec.video import decode_frame
+
+    _, bits, _ = encoded
+    with ContainerReader(bits) as r:
+        everything = list(HNERV.decode(r.sections("HSEG"), r.header))
+        assert by_tag(r.header.codec) is HNERV
+    for i in (0, 3, 4, 5):  # first and last of each segment
+        assert np.array_equal(decode_frame(bits, i), everything[i])
+    with pytest.raises(UsageError):
+        decode_frame(bits, 6)
+
+
+def test_cli_decodes_one_frame_to_an_image(encoded, tmp_path):
+    from ncodec.video import decode_frame
+    from ncodec.video.images import read_image
+
+    _, bits, _ = encoded
+    out = tmp_path / "f4.png"
+    r = run("decode", str(bits), str(out), "--frame", "4")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_image(out)[0], decode_frame(bits, 4))
+    assert_one_line_error(run("decode", bits, tmp_path / "f.png", "--frame", "99"), 2, "--frame must be in 0..5")
+    assert_one_line_error(run("decode", bits, tmp_path / "f.mp4", "--frame", "1"), 2, "image extension")
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "f.mp4").exists()
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1+ms-ssim"])
+@pytest.mark.parametrize("fast", [False, True])
+def test_fit_lowers_the_error(loss, fast):
+    import torch
+
+    from ncodec.models.hnerv import HNeRV, fit, make_config, pad_frames
+
+    torch.manual_seed(0)
+    cfg = make_config(40, 64, 20_000)
+    x = torch.linspace(0, 1, 64).expand(40, 64)
+    frames = pad_frames(torch.stack([torch.stack([x, x.flip(1), x * 0.5])] * 3), cfg)
+    model = HNeRV(cfg, encoder_dim=16)
+    res = fit(model, frames, epochs=40, loss=loss, fast=fast)
+    assert res.history[-1]["psnr"] > res.history[0]["psnr"] + 3
+    assert next(model.parameters()).is_contiguous()  # the layout is given back for serialisation
+
+
+def test_loss_option_validated():
+    with pytest.raises(UsageError):
+        HNERV.params(64, 40, 25, {"loss": "l3"})
+    assert HNERV.params(64, 40, 25, {"loss": "l1+ms-ssim"})["loss"] == "l1+ms-ssim"

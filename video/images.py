@@ -8,9 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ncodec.codec.errors import InputError
+from ncodec.codec.atomic import AtomicPath
+from ncodec.codec.errors import InputError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# largest side each image format can store
+_IMAGE_LIMITS = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".webp": 16383, ".bmp": 2**31 - 1,
+                 ".tif": 2**31 - 1, ".tiff": 2**31 - 1}  # fmt: skip
+_ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -51,3 +56,36 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise InputError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def check_image_size(dst: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse, before any work, a picture that ``dst``'s format cannot store."""
+    suffix = Path(dst).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise UsageError(f"cannot write {Path(dst).name}: use an image extension ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if max(width, height) > _IMAGE_LIMITS[suffix]:
+        raise UsageError(f"{width}x{height} is too large for {suffix} (at most {_IMAGE_LIMITS[suffix]} px per side); write .png")
+
+
+def check_alpha(dst: str | os.PathLike, src: str | os.PathLike) -> None:
+    if Path(dst).suffix.lower() not in _ALPHA_SUFFIXES:
+        raise UsageError(f"{Path(src).name} has transparency, which {Path(dst).suffix} cannot hold; write .png or .webp")
+
+
+def write_image(dst: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, gray: bool = False) -> None:
+    """Write uint8 RGB (plus an optional alpha plane, or as grayscale) atomically; the
+    format follows ``dst``'s extension."""
+    dst = Path(dst)
+    check_image_size(dst, rgb.shape[1], rgb.shape[0])
+    if gray:
+        out = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    else:
+        out = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if alpha is not None:
+            check_alpha(dst, dst)
+            out = np.dstack([out, alpha])
+    ok, buf = cv2.imencode(dst.suffix.lower(), out)
+    if not ok:
+        raise UsageError(f"OpenCV cannot write {dst.suffix} files")
+    with AtomicPath(dst) as tmp:
+        tmp.path.write_bytes(buf.tobytes())

@@ -214,6 +214,17 @@ def decode_file(
     )
 
 
+def decode_frame(src: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame ``index`` (0-based) of the ncodec bitstream ``src`` as HxWx3 uint8 RGB, decoded
+    without the others where the codec allows it (HNeRV: one segment, one embedding)."""
+    with ContainerReader(src) as bits:
+        header = bits.header
+        if not 0 <= index < header.frame_count:
+            raise UsageError(f"--frame must be in 0..{header.frame_count - 1}, not {index}")
+        the_codec = registry.by_tag(header.codec)
+        return the_codec.frame_at(bits.sections(*the_codec.section_tags()), header, index)
+
+
 def _same_size(a: MediaReader, width: int, height: int) -> None:
     if (a.info.width, a.info.height) != (width, height):
         raise UsageError(f"cannot compare {a.info.width}x{a.info.height} with {width}x{height} pictures")

@@ -19,19 +19,15 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ncodec.codec.atomic import AtomicPath, check_output_path
+from ncodec.codec.atomic import check_output_path
 from ncodec.codec.errors import InputError, UsageError
 from ncodec.models.espcn import SCALES
 
-from .images import IMAGE_SUFFIXES, read_image
+from .images import IMAGE_SUFFIXES, check_alpha, check_image_size, read_image, write_image
 from .pipeline import progress_bar
 from .reader import MediaReader
 from .writer import SUPPORTED_SUFFIXES, VideoWriter
 
-# largest side each image format can store
-_IMAGE_LIMITS = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".webp": 16383, ".bmp": 2**31 - 1,
-                 ".tif": 2**31 - 1, ".tiff": 2**31 - 1}  # fmt: skip
-_ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -76,12 +72,13 @@ def upscale_file(
     if out_suffix not in IMAGE_SUFFIXES and out_suffix not in SUPPORTED_SUFFIXES:
         raise UsageError(f"cannot write {dst.name}: use an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                          f"or video ({', '.join(SUPPORTED_SUFFIXES)}) extension")  # fmt: skip
-    try:
-        upscaler = Upscaler(scale, device=device, precision=precision, tile=tile)
+    is_image = src.suffix.lower() in IMAGE_SUFFIXES
+    try:  # a video's many same-size frames repay compiling the network; one image does not
+        upscaler = Upscaler(scale, device=device, precision=precision, tile=tile, compile=not is_image)
     except FileNotFoundError as e:
         raise InputError(str(e)) from None
     start = time.perf_counter()
-    if src.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image:
         if out_suffix not in IMAGE_SUFFIXES:
             raise UsageError(f"{src.name} is an image; write the result to an image file, not {out_suffix}")
         return _upscale_image(upscaler, src, dst, start)
@@ -147,22 +144,9 @@ def _upscale_image(upscaler, src: Path, dst: Path, start: float) -> UpscaleResul
     rgb, alpha, gray = read_image(src)
     r = upscaler.scale
     h, w = rgb.shape[0] * r, rgb.shape[1] * r
-    limit = _IMAGE_LIMITS[dst.suffix.lower()]
-    if max(h, w) > limit:
-        raise UsageError(f"{w}x{h} is too large for {dst.suffix} (at most {limit} px per side); write .png")
-    big = upscaler.upscale(rgb)
-    if gray:
-        out = cv2.cvtColor(big, cv2.COLOR_RGB2GRAY)
-    else:
-        out = cv2.cvtColor(big, cv2.COLOR_RGB2BGR)
-        if alpha is not None:
-            if dst.suffix.lower() not in _ALPHA_SUFFIXES:
-                raise UsageError(f"{src.name} has transparency, which {dst.suffix} cannot hold; write .png or .webp")
-            big_alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC)
-            out = np.dstack([out, big_alpha])
-    ok, buf = cv2.imencode(dst.suffix.lower(), out)
-    if not ok:
-        raise UsageError(f"OpenCV cannot write {dst.suffix} files")
-    with AtomicPath(dst) as tmp:
-        tmp.path.write_bytes(buf.tobytes())
+    check_image_size(dst, w, h)
+    if alpha is not None:
+        check_alpha(dst, src)
+        alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC)
+    write_image(dst, upscaler.upscale(rgb), alpha=alpha, gray=gray)
     return UpscaleResult(str(dst), 1, w, h, time.perf_counter() - start)

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import platform
 import statistics
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +26,7 @@ import torch.nn.functional as F
 from ncodec.models.hnerv import HNeRV, fit, make_config, pad_frames
 from ncodec.models.precision import bf16_useful
 from ncodec.video import MediaReader
+from ncodec.video.bench import save_results
 
 VARIANTS = {"plain fp32 eager (NCHW)": False, "ncodec fast (channels-last + bf16)": True}
 
@@ -99,10 +97,7 @@ def main() -> None:
         cells = "".join(f" {v[name]['psnr']:.2f} dB ({v[name]['epochs']}) |" for v in results["psnr_after"].values())
         lines.append(f"| {name} | {ms:.0f} | {results['ms_per_frame_epoch'][base] / ms:.2f}× |{cells}")
     table = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(table)
+    save_results(args.out, results, table)
     print(table)
 
 

@@ -21,6 +21,7 @@ import torch
 from ncodec.models.espcn import FastESPCN, bicubic_resize
 from ncodec.models.train_espcn import make_pair, psnr_y
 from ncodec.models.upscaler import compiled_subpixels, load_espcn, weights_path
+from ncodec.video.bench import save_results
 from ncodec.video.images import image_files, read_image
 
 
@@ -81,10 +82,7 @@ def main() -> None:
                 f"{r['espcn_bf16_compiled'] - r['espcn_fp32']:+.3f} |"
             )
     table = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(table)
+    save_results(args.out, results, table)
     print(table)
     if args.update_cards:
         for scale, per_set in results.items():

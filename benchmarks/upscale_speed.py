@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import tempfile
@@ -30,6 +29,7 @@ import torch
 from ncodec.models.espcn import FastESPCN
 from ncodec.models.upscaler import Upscaler, compiled_subpixels, load_espcn
 from ncodec.video import MediaReader, VideoWriter
+from ncodec.video.bench import save_results
 from ncodec.video.upscale import upscale_file
 
 CASES = [(3, 640, 360), (2, 960, 540)]
@@ -146,10 +146,7 @@ def main() -> None:
             for name, fps in c[key].items():
                 lines.append(f"| {case} | {stage} | {name} | {fps:.1f} | {fps / c[key][base]:.2f}× |")
     table = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(table)
+    save_results(args.out, results, table)
     print(table)
 
 

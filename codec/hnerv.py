@@ -35,6 +35,8 @@ from .weights import decode_state, encode_state
 
 SEGMENT_TAG = "HSEG"
 MAX_SEGMENT_FRAMES = 1000
+MAX_DECODER_PARAMETERS = 50_000_000  # --size's upper limit
+MAX_ACTIVATION_ELEMENTS = 1 << 30  # 4 GiB of fp32 for one frame's largest feature map
 # one frame per decoder call: results must not depend on which frames share a batch
 # (oneDNN picks kernels by batch size), so random access equals sequential decoding
 DECODE_BATCH = 1
@@ -88,6 +90,8 @@ def decode_segment(payload: bytes, cfg, height: int, width: int, only: int | Non
     decoder.load_state_dict(decode_state(chunks[1], expected))
     decoder.eval()
     eh, ew = cfg.embed_size
+    if n * cfg.embed_channels * eh * ew > MAX_ACTIVATION_ELEMENTS:
+        raise BitstreamError("HNeRV embeddings are larger than the format allows")
     q = decode_symbols(chunks[2], n * cfg.embed_channels * eh * ew)
     emb = torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(n, cfg.embed_channels, eh, ew)
     if only is not None:
@@ -136,7 +140,7 @@ class HNeRVCodec(Codec):
         segment = int(options.get("segment_frames") or 120)
         epochs = int(options.get("epochs") or 150)
         budget = options.get("time_budget")
-        if not 10_000 <= size <= 50_000_000:
+        if not 10_000 <= size <= MAX_DECODER_PARAMETERS:
             raise UsageError("--size (decoder parameters) must be between 10k and 50M")
         from ncodec.models.hnerv import LOSSES, make_config
 
@@ -162,10 +166,24 @@ class HNeRVCodec(Codec):
         if (cfg.height, cfg.width) != (math.ceil(header.height / math.prod(cfg.strides)) * math.prod(cfg.strides),
                                        math.ceil(header.width / math.prod(cfg.strides)) * math.prod(cfg.strides)):
             raise BitstreamError("HNeRV architecture does not match the picture size")  # fmt: skip
-        if len(cfg.widths) != len(cfg.strides) + 1 or len(cfg.kernels) != len(cfg.strides):
+        if not 1 <= len(cfg.strides) <= 8 or len(cfg.widths) != len(cfg.strides) + 1 or len(cfg.kernels) != len(cfg.strides):
             raise BitstreamError("HNeRV architecture is inconsistent")
+        if min(cfg.widths) < 1 or min(cfg.kernels) < 1 or not 1 <= cfg.embed_channels <= 64:
+            raise BitstreamError("HNeRV architecture is corrupted")
         if max(cfg.widths) > 4096 or max(cfg.kernels) > 9 or min(cfg.strides) < 1 or max(cfg.strides) > 8:
             raise BitstreamError("HNeRV architecture exceeds the limits")
+        # what decoding would allocate, checked before it does: the weights, and the largest
+        # activation (a block's conv output, before its pixel shuffle) of one frame
+        from ncodec.models.hnerv import decoder_parameters
+
+        if decoder_parameters(cfg.strides, cfg.widths, cfg.kernels, cfg.embed_channels) > MAX_DECODER_PARAMETERS:
+            raise BitstreamError("HNeRV decoder is larger than the format allows")
+        side = math.prod(cfg.strides)
+        h, w = cfg.height // side, cfg.width // side
+        for s, cout in zip(cfg.strides, cfg.widths[1:]):
+            h, w = h * s, w * s
+            if cout * h * w > MAX_ACTIVATION_ELEMENTS:
+                raise BitstreamError("HNeRV decoder would need more memory than the format allows")
         return cfg
 
     def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:

@@ -10,8 +10,9 @@ Recipe: bicubic-initialised ESPCN (models/espcn.py); random aligned LR/HR crops 
 ``patch`` px), the 8 flips/rotations; the loss covers only the crop's interior, where the
 network sees real pixels rather than its edge padding (``margin``, the receptive radius:
 with 32-px crops almost half the outputs would otherwise be padding-dependent, unlike
-the full pictures it is evaluated on); Adam; learning rate warmed up over the first 2 %
-then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
+the full pictures it is evaluated on); bf16 autocast with channels-last tensors where the
+CPU has native bf16 (weights, Adam and the loss stay fp32; validation runs in fp32);
+Adam; learning rate warmed up over the first 2 % then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
 of the budget, then MSE (the metric is PSNR); fixed seed; checkpoints (weights, Adam
 moments, step, elapsed time) that a later run resumes from.
 """
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .espcn import ESPCN, bicubic_resize, rgb_to_ycbcr
+from .precision import bf16_useful
 
 # 5x5, 3x3, 3x3 convolutions: an output pixel sees 2 + 1 + 1 LR pixels on each side
 RECEPTIVE_RADIUS = 4
@@ -46,6 +48,7 @@ class TrainConfig:
     mse_from: float = 0.8  # fraction of the budget after which the loss is MSE
     margin: int = RECEPTIVE_RADIUS  # LR px on each side of a patch left out of the loss
     init_gain: float = 0.1  # bicubic initialisation's pass-through gain (models/espcn.py)
+    bf16: bool = True  # channels-last + bf16 autocast where the CPU computes bf16 natively (~1.8x the steps)
     seed: int = 0
     val_every: float = 60.0  # seconds between validations/checkpoints
     threads: int | None = None
@@ -174,6 +177,9 @@ def train(
     model = ESPCN(cfg.scale).init_bicubic(cfg.seed, gain=cfg.init_gain)
     if init is not None:
         model.load_state_dict({k: v.float() for k, v in init.items()})
+    autocast = cfg.bf16 and bf16_useful("cpu")
+    layout = torch.channels_last if autocast else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sampler = PatchSampler(train_pairs, cfg.scale, cfg.patch, cfg.seed)
     state = {"step": 0, "elapsed": 0.0, "history": [], "best_val": evaluate(model, val_pairs), "config": asdict(cfg)}
@@ -192,7 +198,8 @@ def train(
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, progress)
         lr, hr = sampler.batch(cfg.batch)
-        sr = model(lr)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            sr = model(lr.contiguous(memory_format=layout)).float()
         if cfg.margin:
             m = cfg.margin * cfg.scale
             sr, hr = sr[..., m:-m, m:-m], hr[..., m:-m, m:-m]
@@ -218,4 +225,4 @@ def train(
     if final > state["best_val"]:
         state["best_val"], best = final, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best)
-    return model, state
+    return model.to(memory_format=torch.contiguous_format), state

@@ -113,3 +113,22 @@ def test_loss_option_validated():
     with pytest.raises(UsageError):
         HNERV.params(64, 40, 25, {"loss": "l3"})
     assert HNERV.params(64, 40, 25, {"loss": "l1+ms-ssim"})["loss"] == "l1+ms-ssim"
+
+
+@pytest.mark.parametrize("change", [
+    {"widths": [4096, 4096, 4096, 4096, 4096, 4096]},  # ~10^11 weights
+    {"strides": [], "widths": [8], "kernels": []},
+    {"kernels": [0, 3, 5, 5, 5]},
+    {"embed_channels": 100000},
+])  # fmt: skip
+def test_hostile_architecture_rejected_before_allocation(encoded, change):
+    from dataclasses import replace
+
+    _, bits, _ = encoded
+    with ContainerReader(bits) as r:
+        header = r.header
+    cfg = dict(header.params["config"])
+    cfg.update(change)
+    hostile = replace(header, params=header.params | {"config": cfg})
+    with pytest.raises(BitstreamError):
+        list(HNERV.decode(iter(()), hostile))

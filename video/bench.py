@@ -313,8 +313,15 @@ def run(
         f" --frames {max_frames}" if max_frames else ""
     )
     result["command"] = command
-    (out / "results.json").write_text(json.dumps(result, indent=2))
     table = markdown(result, command)
-    (out / "results.md").write_text(table)
+    save_results(out, result, table)
     plot(result, out / "rd.png")
     return table
+
+
+def save_results(out_dir: str | os.PathLike, result: dict, table: str) -> None:
+    """A benchmark's results.json (everything measured) and results.md (its table)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.md").write_text(table)

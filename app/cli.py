@@ -39,7 +39,9 @@ def _cmd_encode(args) -> int:
     from ncodec import video
 
     options = {"crf": args.crf, "preset": args.preset, "size": args.size, "epochs": args.epochs,
-               "time_budget": args.time_budget, "segment_frames": args.segment_frames, "loss": args.loss}  # fmt: skip
+               "time_budget": args.time_budget, "segment_frames": args.segment_frames, "loss": args.loss,
+               "scale": args.scale, "lr_codec": args.lr_codec, "chunks": args.chunks, "joint": args.joint or None,
+               "steps": args.steps}  # fmt: skip
     device = _device(args.device) if registry.get(args.codec).uses_torch else "cpu"  # classical: always CPU
     result = video.encode_file(
         args.input, args.output, args.codec, quality=args.quality, options=options, device=device,
@@ -153,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--time-budget", type=float, metavar="SECONDS", help="neural codecs: total fitting time")
     e.add_argument("--segment-frames", type=int, help="HNeRV: frames per independently coded segment")
     e.add_argument("--loss", choices=["l2", "l1+ms-ssim"], help="HNeRV: fitting loss (default l2)")
+    e.add_argument("--scale", type=int, help="STDO: downscaling factor of the low-resolution stream (2, 3, 4)")
+    e.add_argument("--lr-codec", choices=["x264", "x265"], help="STDO: codec of the low-resolution stream")
+    e.add_argument("--chunks", type=int, help="STDO: patch chunks, one overfitted model each (default 4)")
+    e.add_argument("--joint", action="store_true", help="STDO: one jointly trained model (smallest bitstream)")
+    e.add_argument("--steps", type=int, help="STDO: training steps per model when no --time-budget is given")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     e.set_defaults(func=_cmd_encode)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import json
 import warnings
@@ -48,6 +49,25 @@ def auto_precision(scale: int, device: str = "cpu") -> str:
     except (OSError, KeyError, ValueError, TypeError):
         return "fp32"
     return "bf16" if cost <= BF16_MAX_COST_DB else "fp32"
+
+
+def upscale_rgb(frames: np.ndarray, scale: int, upscale_y: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """N,H,W,3 uint8 RGB -> N,rH,rW,3: luma (OpenCV's full-range YCrCb) by ``upscale_y``
+    (N,H,W uint8 -> N,rH,rW uint8), chroma bicubically."""
+    n, h, w, _ = frames.shape
+    ycc = [cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb) for f in frames]
+    big_y = upscale_y(np.stack([c[:, :, 0] for c in ycc]))
+    out = np.empty((n, h * scale, w * scale, 3), np.uint8)
+    for i, c in enumerate(ycc):
+        chroma = cv2.resize(c, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+        chroma[:, :, 0] = big_y[i]
+        out[i] = cv2.cvtColor(chroma, cv2.COLOR_YCrCb2RGB)
+    return out
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Network output (full-range luma, float) to uint8, rounded."""
+    return x.clamp(0, 255).add_(0.5).to(torch.uint8)
 
 
 def compiled_subpixels(model: FastESPCN):
@@ -126,20 +146,11 @@ class Upscaler:
             self._subpixels = self.model.subpixels
             sub = self._subpixels(t)
         # round first, then shuffle the bytes: N,r*r,h,w (stored h,w,r*r) -> N,h*r,w*r
-        sub = sub.clamp_(0, 255).add_(0.5).to(torch.uint8).cpu()
+        sub = to_uint8(sub).cpu()
         return sub.view(n, r, r, h, w).permute(0, 3, 1, 4, 2).reshape(n, h * r, w * r).numpy()
 
     def _upscale_untiled(self, frames: np.ndarray) -> np.ndarray:
-        n, h, w, _ = frames.shape
-        r = self.scale
-        ycc = [cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb) for f in frames]
-        big_y = self._upscale_y(np.stack([c[:, :, 0] for c in ycc]))
-        out = np.empty((n, h * r, w * r, 3), np.uint8)
-        for i, c in enumerate(ycc):
-            chroma = cv2.resize(c, (w * r, h * r), interpolation=cv2.INTER_CUBIC)
-            chroma[:, :, 0] = big_y[i]
-            out[i] = cv2.cvtColor(chroma, cv2.COLOR_YCrCb2RGB)
-        return out
+        return upscale_rgb(frames, self.scale, self._upscale_y)
 
     def upscale_batch(self, frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """N x H x W x 3 uint8 (one size) -> N x rH x rW x 3 uint8."""

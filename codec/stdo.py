@@ -1,0 +1,287 @@
+"""The STDO video codec: a low-resolution classical stream plus ESPCN models overfitted
+to spatial-temporal chunks of the video (Li et al., "Towards High-Quality and Efficient
+Video Super-Resolution via Spatial-Temporal Data Overfitting", CVPR 2023).
+
+Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
+  1. pad the frames to a multiple of the scale, downscale them (models/espcn.bicubic_resize,
+     the kernel ESPCN was trained for) and code the LR frames with a classical codec
+     (x264/x265, through the registry: this module never touches PyAV);
+  2. decode that LR stream again: the models are trained on what the client will see;
+  3. cut every LR luma plane into patches, score each patch by the generic (shipped)
+     ESPCN's error against the original, and sort the segment's patches into k chunks
+     of equal size by that score (chunk 0 the hardest);
+  4. overfit one ESPCN per chunk from the generic weights, or with ``joint`` one model on
+     all of the hardest chunk and geometrically fewer samples of the easier ones;
+  5. code each model's weights (8-bit per channel, rANS) as they are or as a delta from
+     the generic weights, whichever is smaller; entropy-code the chunk map.
+
+One "SSEG" section per segment, a chunk list::
+
+    JSON  {"frames": n, "models": m, "delta": [bool] * m}
+    LR stream: the classical codec's section payloads, as a chunk list
+    chunk map: rANS-coded model index per patch, n x rows x cols (empty when m == 1)
+    m coded weight states (codec/weights.py), full or delta
+
+The decoder upscales each frame's patches with their chunk's model, every patch with
+its margin of real context, so no seams come from padding; chroma is bicubic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from . import registry
+from .container import StreamHeader, pack_chunks, unpack_chunks
+from .entropy import decode_symbols, encode_symbols
+from .errors import BitstreamError, UsageError
+from .registry import Codec, Section, register
+from .weights import decode_state, encode_state
+
+SEGMENT_TAG = "SSEG"
+MAX_SEGMENT_FRAMES = 1000
+MAX_MODELS = 64
+LR_CODECS = ("x264", "x265")
+LR_SECTION = "VPKT"  # what the classical codecs write
+DECODE_BATCH = 4
+
+
+def generic_fingerprint(scale: int) -> str:
+    """Identity of the shipped ESPCN weights that deltas are taken against."""
+    from ncodec.models.upscaler import weights_path
+
+    return hashlib.sha256(weights_path(scale).read_bytes()).hexdigest()[:16]
+
+
+def _luma(rgb: np.ndarray):
+    """N,H,W,3 uint8 RGB -> N,1,H,W uint8 full-range luma (the Upscaler's colour handling)."""
+    import cv2
+    import torch
+
+    return torch.from_numpy(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb)[:, :, 0] for f in rgb]))[:, None]
+
+
+class STDOCodec(Codec):
+    name, tag = "stdo", "stdo"
+    description = "STDO: low-resolution x264/x265 stream + ESPCN models overfitted to chunks of the video"
+    uses_torch = True
+    quality_levels = {
+        "low": {"crf": 32, "chunks": 2},
+        "medium": {"crf": 27, "chunks": 4},
+        "high": {"crf": 22, "chunks": 4},
+        "best": {"crf": 18, "chunks": 8},
+    }
+
+    def section_tags(self) -> tuple[str, ...]:
+        return (SEGMENT_TAG,)
+
+    def params(self, width: int, height: int, fps, options: dict) -> dict:
+        from ncodec.models.espcn import SCALES
+
+        def option(key: str, default: int) -> int:  # 0 is a value (and an error), not "unset"
+            value = options.get(key)
+            return default if value is None else int(value)
+
+        scale = option("scale", 2)
+        if scale not in SCALES:
+            raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
+        lr_codec = options.get("lr_codec") or "x264"
+        if lr_codec not in LR_CODECS:
+            raise UsageError(f"--lr-codec must be one of {', '.join(LR_CODECS)}")
+        chunks, patch = option("chunks", 4), option("patch", 32)
+        segment, steps = option("segment_frames", 150), option("steps", 300)
+        if not 1 <= chunks <= MAX_MODELS:
+            raise UsageError(f"--chunks must be in 1..{MAX_MODELS}")
+        if not 8 <= patch <= 256:
+            raise UsageError("--patch must be in 8..256 LR pixels")
+        if not 1 <= segment <= MAX_SEGMENT_FRAMES:
+            raise UsageError(f"--segment-frames must be in 1..{MAX_SEGMENT_FRAMES}")
+        if not 0 <= steps <= 1_000_000:
+            raise UsageError("--steps must be in 0..1000000")
+        lw, lh = math.ceil(width / scale), math.ceil(height / scale)
+        inner = registry.get(lr_codec)
+        lr_params = inner.params(lw, lh, fps, {"crf": options.get("crf") or 23, "preset": options.get("preset")})
+        budget = options.get("time_budget")
+        return {
+            "scale": scale, "lr_codec": lr_codec, "lr_size": [lw, lh], "lr_params": lr_params,
+            "chunks": chunks, "joint": bool(options.get("joint")), "patch": patch, "segment_frames": segment,
+            "steps": steps, "time_budget": float(budget) if budget else None, "seed": int(options.get("seed") or 0),
+            "generic": generic_fingerprint(scale), "weight_bits": 8,
+        }  # fmt: skip
+
+    # -- shared by encoder and decoder ---------------------------------------------------
+
+    def _layout(self, header: StreamHeader) -> tuple[dict, Codec, StreamHeader]:
+        """Validated parameters, the LR codec and the header of the LR stream."""
+        p = header.params
+        try:
+            scale, patch, (lw, lh) = int(p["scale"]), int(p["patch"]), (int(v) for v in p["lr_size"])
+            inner = registry.get(str(p["lr_codec"]))
+            lr_params = dict(p["lr_params"])
+        except (KeyError, TypeError, ValueError, UsageError) as e:
+            raise BitstreamError(f"STDO parameters are corrupted ({e})") from None
+        if scale not in (2, 3, 4) or not 8 <= patch <= 256 or p["lr_codec"] not in LR_CODECS:
+            raise BitstreamError("STDO parameters are out of range")
+        if (lw, lh) != (math.ceil(header.width / scale), math.ceil(header.height / scale)):
+            raise BitstreamError("STDO low-resolution size does not match the picture size")
+        lr_header = StreamHeader(inner.tag, lw, lh, header.fps, header.frame_count, header.colour, params=lr_params)
+        return p, inner, lr_header.validate()
+
+    @staticmethod
+    def _grid(lr_header: StreamHeader, patch: int) -> tuple[int, int]:
+        from ncodec.models.stdo import patch_grid
+
+        return patch_grid(lr_header.height, lr_header.width, patch)
+
+    # -- encoder -------------------------------------------------------------------------
+
+    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:
+        runtime = runtime or {}
+        p, inner, lr_header = self._layout(header)
+        if p.get("generic") != generic_fingerprint(p["scale"]):
+            raise UsageError("the shipped ESPCN weights changed since these parameters were made")
+        batch: list[np.ndarray] = []
+        for rgb in frames:
+            batch.append(rgb)
+            if len(batch) == p["segment_frames"]:
+                yield SEGMENT_TAG, self.encode_segment(batch, header, runtime)
+                batch = []
+        if batch:
+            yield SEGMENT_TAG, self.encode_segment(batch, header, runtime)
+
+    def encode_segment(self, rgb: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:
+        import torch
+
+        from ncodec.models import stdo
+        from ncodec.models.espcn import bicubic_resize
+        from ncodec.models.upscaler import load_espcn
+
+        p, inner, lr_header = self._layout(header)
+        s, patch, k = p["scale"], p["patch"], p["chunks"]
+        torch.manual_seed(p["seed"])
+        lw, lh = lr_header.width, lr_header.height
+        hr = np.stack([np.pad(f, ((0, lh * s - f.shape[0]), (0, lw * s - f.shape[1]), (0, 0)), mode="edge") for f in rgb])
+        with torch.inference_mode():
+            t = torch.from_numpy(hr).permute(0, 3, 1, 2)
+            lr = [
+                (bicubic_resize(b.float() / 255, 1 / s).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+                for b in t.split(8)
+            ]  # fmt: skip
+        lr_frames = list(torch.cat(lr).numpy())
+        lr_header = StreamHeader(lr_header.codec, lw, lh, header.fps, len(rgb), header.colour, params=lr_header.params)
+        lr_sections = list(inner.encode(iter(lr_frames), lr_header))
+        seen = np.stack(list(inner.decode(iter(lr_sections), lr_header)))  # what the client will upscale
+        win = stdo.windows(_luma(seen), patch)
+        target = stdo.hr_patches(_luma(hr), patch, s)
+        generic = load_espcn(s)
+        ids = stdo.chunk_by_difficulty(stdo.patch_errors(generic, win, target), k)
+        share = len(rgb) / max(header.frame_count, 1)
+        budget = p["time_budget"] * share if p["time_budget"] else 0.0
+        if p["joint"] or k == 1:
+            idx = stdo.joint_sample(ids, k, p["seed"])
+            groups = [idx]
+            ids = torch.zeros_like(ids)
+        else:
+            groups = [torch.nonzero(ids == c).flatten() for c in range(k)]
+        coded, delta = [], []
+        for c, idx in enumerate(groups):
+            model = generic
+            if budget or p["steps"]:  # the time budget when given, else the step count
+                model, _ = stdo.overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
+                                        max_steps=p["steps"], seed=p["seed"] + c)  # fmt: skip
+            full = encode_state(model.state_dict(), p["weight_bits"])
+            diff = encode_state({n: v - generic.state_dict()[n] for n, v in model.state_dict().items()}, p["weight_bits"])
+            delta.append(len(diff) < len(full))
+            coded.append(diff if delta[-1] else full)
+        meta = {"frames": len(rgb), "models": len(coded), "delta": delta}
+        chunk_map = encode_symbols(ids.numpy()) if len(coded) > 1 else b""
+        return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in lr_sections]), chunk_map, *coded])
+
+    # -- decoder -------------------------------------------------------------------------
+
+    def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
+        p, inner, lr_header = self._layout(header)
+        for _, payload in sections:
+            yield from self.decode_segment(payload, header, p, inner, lr_header)
+
+    def decode_segment(self, payload: bytes, header: StreamHeader, p: dict, inner: Codec,
+                       lr_header: StreamHeader) -> Iterator[np.ndarray]:  # fmt: skip
+        import torch
+
+        from ncodec.models import stdo
+        from ncodec.models.espcn import ESPCN, FastESPCN
+        from ncodec.models.upscaler import auto_precision, load_espcn, to_uint8, upscale_rgb
+
+        chunks = unpack_chunks(payload)
+        try:
+            meta = json.loads(chunks[0])
+            n, m, delta = int(meta["frames"]), int(meta["models"]), [bool(d) for d in meta["delta"]]
+        except (IndexError, ValueError, KeyError, TypeError) as e:
+            raise BitstreamError(f"corrupted STDO segment header ({e})") from None
+        if not (1 <= n <= MAX_SEGMENT_FRAMES and 1 <= m <= MAX_MODELS and len(delta) == m and len(chunks) == 3 + m):
+            raise BitstreamError("corrupted STDO segment (counts out of range)")
+        s, patch = p["scale"], p["patch"]
+        rows, cols = self._grid(lr_header, patch)
+        if m > 1:
+            ids = decode_symbols(chunks[2], n * rows * cols)
+            if ids.min() < 0 or ids.max() >= m:
+                raise BitstreamError("corrupted STDO chunk map")
+            ids = torch.from_numpy(ids.astype(np.int64))
+        else:
+            ids = torch.zeros(n * rows * cols, dtype=torch.int64)
+        if any(delta) and p.get("generic") != generic_fingerprint(s):
+            raise BitstreamError(f"this stream was made against other ESPCN x{s} weights than this ncodec ships")
+        generic = load_espcn(s)
+        expected = {k: tuple(v.shape) for k, v in generic.state_dict().items()}
+        precision = auto_precision(s)
+        models = []
+        for coded, is_delta in zip(chunks[3:], delta):
+            state = decode_state(coded, expected)
+            if is_delta:
+                state = {k: v + generic.state_dict()[k] for k, v in state.items()}
+            model = ESPCN(s)
+            model.load_state_dict(state)
+            models.append(FastESPCN(model.eval(), precision))
+        lr_header = StreamHeader(lr_header.codec, lr_header.width, lr_header.height, header.fps, n, header.colour,
+                                 params=lr_header.params)  # fmt: skip
+        per_frame = rows * cols
+        lr_sections = ((LR_SECTION, c) for c in unpack_chunks(chunks[1]))
+        done = 0
+        pending: list[np.ndarray] = []
+
+        def upscale(batch: list[np.ndarray], first: int) -> Iterator[np.ndarray]:
+            frame_ids = ids[first * per_frame : (first + len(batch)) * per_frame]
+
+            @torch.inference_mode()
+            def luma(y: np.ndarray) -> np.ndarray:
+                win = stdo.windows(torch.from_numpy(y)[:, None], patch).float()
+                out = torch.empty(len(win), 1, patch * s, patch * s, dtype=torch.uint8)
+                for c, model in enumerate(models):
+                    sel = torch.nonzero(frame_ids == c).flatten()
+                    if len(sel):
+                        out[sel] = to_uint8(stdo.upscale_windows(model, win[sel], s))
+                big = stdo.assemble(out, len(y), lr_header.height * s, lr_header.width * s, patch, s)
+                return big[:, 0].numpy()
+
+            for f in upscale_rgb(np.stack(batch), s, luma):
+                yield f[: header.height, : header.width]
+
+        for rgb in inner.decode(lr_sections, lr_header):
+            if done + len(pending) >= n:
+                raise BitstreamError("STDO segment holds more frames than it declares")
+            pending.append(rgb)
+            if len(pending) == DECODE_BATCH:
+                yield from upscale(pending, done)
+                done, pending = done + len(pending), []
+        if pending:
+            yield from upscale(pending, done)
+            done += len(pending)
+        if done != n:
+            raise BitstreamError(f"STDO segment declares {n} frames, its stream holds {done}")
+
+
+STDO = register(STDOCodec())

@@ -1,0 +1,95 @@
+"""STDO end to end on a tiny clip: real LR stream + overfitted models in the container,
+patch geometry, chunking, corrupted sections and option validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_video
+from ncodec.codec.container import ContainerReader, unpack_chunks
+from ncodec.codec.entropy import decode_symbols
+from ncodec.codec.errors import BitstreamError, UsageError
+from ncodec.codec.stdo import STDO
+from ncodec.models import stdo
+from ncodec.video import decode_file, encode_file
+
+OPTIONS = {"scale": 2, "steps": 15, "segment_frames": 4, "chunks": 2, "patch": 16}
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stdo")
+    src = make_video(tmp / "clip.mp4", 70, 50, frames=6, audio="aac")  # odd LR size at x2: 35x25
+    bits = tmp / "clip.bin"
+    return src, bits, encode_file(src, bits, "stdo", options=OPTIONS)
+
+
+def test_round_trip_beats_bicubic_of_the_same_stream(encoded):
+    src, bits, res = encoded
+    assert res.frames == 6 and res.bytes == bits.stat().st_size
+    out = decode_file(bits, bits.with_suffix(".mkv"), lossless=True, reference=src)
+    assert out.frames == 6 and out.quality["psnr"] > 20
+    with ContainerReader(bits) as r:
+        assert [e.tag for e in r.index].count("SSEG") == 2 and r.header.has_audio
+
+
+def test_chunk_map_and_models_survive_the_container(encoded):
+    _, bits, _ = encoded
+    with ContainerReader(bits) as r:
+        header = r.header
+        payloads = [p for _, p in r.sections("SSEG")]
+    rows, cols = stdo.patch_grid(25, 35, 16)
+    for payload, frames in zip(payloads, (4, 2)):
+        chunks = unpack_chunks(payload)
+        assert len(chunks) == 3 + 2  # meta, LR stream, map, two models
+        ids = decode_symbols(chunks[2], frames * rows * cols)
+        assert set(np.unique(ids)) <= {0, 1}
+        # equal-size chunks: the map splits the segment's patches in halves
+        assert abs(int((ids == 0).sum()) - int((ids == 1).sum())) <= 1
+    assert header.params["scale"] == 2 and header.params["lr_size"] == [35, 25]
+
+
+def test_corrupted_segment_raises_bitstream_error(encoded):
+    _, bits, _ = encoded
+    with ContainerReader(bits) as r:
+        header = r.header
+        payload = next(r.sections("SSEG"))[1]
+    chunks = unpack_chunks(payload)
+    from ncodec.codec.container import pack_chunks
+
+    bad = [payload[:20], b"\x03abc", pack_chunks([chunks[0], chunks[1], chunks[2][:3], *chunks[3:]]),
+           pack_chunks([b'{"frames": 4, "models": 99, "delta": []}', *chunks[1:]])]  # fmt: skip
+    for b in bad:
+        with pytest.raises(BitstreamError):
+            list(STDO.decode([("SSEG", b)], header))
+
+
+def test_windows_cover_the_frame_and_reassemble():
+    lr = (torch.rand(2, 1, 37, 50) * 255).to(torch.uint8)
+    win = stdo.windows(lr, 16)
+    assert win.shape == (2 * 3 * 4, 1, 16 + 2 * stdo.MARGIN, 16 + 2 * stdo.MARGIN)
+    m = stdo.MARGIN
+    assert torch.equal(win[4, 0, m:-m, m:-m], lr[0, 0, 16:32, 0:16])  # frame 0, row 1, column 0
+    hr = (torch.rand(2, 1, 74, 100) * 255).to(torch.uint8)
+    assert torch.equal(stdo.assemble(stdo.hr_patches(hr, 16, 2), 2, 74, 100, 16, 2), hr)
+
+
+def test_chunking_and_joint_sampling():
+    errors = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4])
+    ids = stdo.chunk_by_difficulty(errors, 2)
+    assert ids.tolist() == [1, 0, 0, 1, 0, 1, 0, 1]  # chunk 0: the four hardest
+    ids4 = torch.arange(4).repeat_interleave(8)  # 8 patches in each of 4 chunks
+    picked = stdo.joint_sample(ids4, 4)
+    counts = [int((ids4[picked] == c).sum()) for c in range(4)]
+    assert counts == [8, 4, 2, 1]
+
+
+@pytest.mark.parametrize("options, pattern", [
+    ({"scale": 5}, "--scale"), ({"crf": 99}, "--crf"), ({"lr_codec": "av1"}, "--lr-codec"),
+    ({"chunks": 0}, "--chunks"),
+])  # fmt: skip
+def test_options_validated(options, pattern):
+    with pytest.raises(UsageError, match=pattern):
+        STDO.params(64, 48, 25, options)

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import registry
 from .container import StreamHeader, pack_chunks, unpack_chunks
-from .entropy import decode_symbols, encode_symbols
+from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
 from .registry import Codec, Section, register
 from .weights import decode_state, encode_state
@@ -63,6 +63,47 @@ def _luma(rgb: np.ndarray):
     import torch
 
     return torch.from_numpy(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb)[:, :, 0] for f in rgb]))[:, None]
+
+
+def downscale(rgb: list[np.ndarray], scale: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Frames padded (edge) to a multiple of ``scale``, and their LR versions: antialiased
+    bicubic (the kernel ESPCN is trained for), rounded to uint8."""
+    import torch
+
+    from ncodec.models.espcn import bicubic_resize
+
+    h, w = rgb[0].shape[:2]
+    lh, lw = math.ceil(h / scale), math.ceil(w / scale)
+    hr = np.stack([np.pad(f, ((0, lh * scale - h), (0, lw * scale - w), (0, 0)), mode="edge") for f in rgb])
+    with torch.inference_mode():
+        t = torch.from_numpy(hr).permute(0, 3, 1, 2)
+        lr = [(bicubic_resize(b.float() / 255, 1 / scale).clamp(0, 1) * 255).round().to(torch.uint8) for b in t.split(8)]
+    return hr, list(torch.cat(lr).permute(0, 2, 3, 1).contiguous().numpy())
+
+
+# Weight precision of the coded models: a fixed step, so that a model's output stays
+# within ~56 dB PSNR of its float self (measured on the shipped x2/x3/x4 weights); a
+# per-channel 8-bit range is far too coarse for ESPCN (15 dB: its pass-through weights
+# are 100x larger than the detail weights sharing their channel).
+WEIGHT_STEP = 2.0**-12
+WEIGHT_BITS = 16  # symbol width recorded in the coded state; the entropy coder's alphabet is the real cap
+
+
+def code_weights(state: dict, generic: dict) -> tuple[bool, bytes]:
+    """(is_delta, coded state): the weights, or their difference from the generic model,
+    whichever codes smaller at WEIGHT_STEP. A delta too large for the coder's alphabet at
+    that step gets a coarser step (never seen with the shipped training settings)."""
+    options = []
+    diff = {n: v - generic[n] for n, v in state.items()}
+    for is_delta, tensors in ((True, diff), (False, state)):
+        try:
+            options.append((is_delta, encode_state(tensors, WEIGHT_BITS, WEIGHT_STEP)))
+        except ValueError:  # beyond the alphabet at this precision (full weights always are)
+            pass
+    if not options:
+        largest = max(float(v.abs().max()) for v in diff.values())
+        options.append((True, encode_state(diff, WEIGHT_BITS, largest / (MAX_ALPHABET // 2 - 1))))
+    return min(options, key=lambda o: len(o[1]))
 
 
 class STDOCodec(Codec):
@@ -102,6 +143,9 @@ class STDOCodec(Codec):
             raise UsageError(f"--segment-frames must be in 1..{MAX_SEGMENT_FRAMES}")
         if not 0 <= steps <= 1_000_000:
             raise UsageError("--steps must be in 0..1000000")
+        layers = options.get("layers") or "last"
+        if layers not in ("last", "all"):
+            raise UsageError("--train-layers must be last or all")
         lw, lh = math.ceil(width / scale), math.ceil(height / scale)
         inner = registry.get(lr_codec)
         lr_params = inner.params(lw, lh, fps, {"crf": options.get("crf") or 23, "preset": options.get("preset")})
@@ -110,7 +154,7 @@ class STDOCodec(Codec):
             "scale": scale, "lr_codec": lr_codec, "lr_size": [lw, lh], "lr_params": lr_params,
             "chunks": chunks, "joint": bool(options.get("joint")), "patch": patch, "segment_frames": segment,
             "steps": steps, "time_budget": float(budget) if budget else None, "seed": int(options.get("seed") or 0),
-            "generic": generic_fingerprint(scale), "weight_bits": 8,
+            "generic": generic_fingerprint(scale), "layers": layers,
         }  # fmt: skip
 
     # -- shared by encoder and decoder ---------------------------------------------------
@@ -157,21 +201,13 @@ class STDOCodec(Codec):
         import torch
 
         from ncodec.models import stdo
-        from ncodec.models.espcn import bicubic_resize
         from ncodec.models.upscaler import load_espcn
 
         p, inner, lr_header = self._layout(header)
         s, patch, k = p["scale"], p["patch"], p["chunks"]
         torch.manual_seed(p["seed"])
         lw, lh = lr_header.width, lr_header.height
-        hr = np.stack([np.pad(f, ((0, lh * s - f.shape[0]), (0, lw * s - f.shape[1]), (0, 0)), mode="edge") for f in rgb])
-        with torch.inference_mode():
-            t = torch.from_numpy(hr).permute(0, 3, 1, 2)
-            lr = [
-                (bicubic_resize(b.float() / 255, 1 / s).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-                for b in t.split(8)
-            ]  # fmt: skip
-        lr_frames = list(torch.cat(lr).numpy())
+        hr, lr_frames = downscale(rgb, s)
         lr_header = StreamHeader(lr_header.codec, lw, lh, header.fps, len(rgb), header.colour, params=lr_header.params)
         lr_sections = list(inner.encode(iter(lr_frames), lr_header))
         seen = np.stack(list(inner.decode(iter(lr_sections), lr_header)))  # what the client will upscale
@@ -192,11 +228,10 @@ class STDOCodec(Codec):
             model = generic
             if budget or p["steps"]:  # the time budget when given, else the step count
                 model, _ = stdo.overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
-                                        max_steps=p["steps"], seed=p["seed"] + c)  # fmt: skip
-            full = encode_state(model.state_dict(), p["weight_bits"])
-            diff = encode_state({n: v - generic.state_dict()[n] for n, v in model.state_dict().items()}, p["weight_bits"])
-            delta.append(len(diff) < len(full))
-            coded.append(diff if delta[-1] else full)
+                                        max_steps=p["steps"], seed=p["seed"] + c, layers=p["layers"])  # fmt: skip
+            is_delta, payload = code_weights(model.state_dict(), generic.state_dict())
+            delta.append(is_delta)
+            coded.append(payload)
         meta = {"frames": len(rgb), "models": len(coded), "delta": delta}
         chunk_map = encode_symbols(ids.numpy()) if len(coded) > 1 else b""
         return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in lr_sections]), chunk_map, *coded])

@@ -20,13 +20,20 @@ from .errors import BitstreamError
 MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
 
 
-def quantize(t, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize(t, bits: int, step: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel symmetric quantisation of a torch tensor: (int symbols, float32
-    scale per channel)."""
+    scale per channel). With ``step``, every channel uses that fixed step instead of its
+    own range (for weight deltas, whose precision must not depend on their size)."""
     import torch
 
     w = t.detach().double().reshape(t.shape[0], -1) if t.ndim > 1 else t.detach().double().reshape(1, -1)
     levels = 2 ** (bits - 1) - 1
+    if step is not None:
+        scale = torch.full((w.shape[0],), float(np.float32(step)))
+        q = torch.round(w / scale.double()[:, None])
+        if q.abs().max() > levels:
+            raise ValueError(f"values exceed {bits}-bit symbols at step {step}")
+        return q.long().numpy().ravel(), scale.float().numpy()
     scale = w.abs().amax(dim=1) / levels
     scale = torch.where(scale > 0, scale, torch.ones_like(scale)).float()
     q = torch.round(w / scale.double()[:, None]).clamp_(-levels, levels)
@@ -41,10 +48,12 @@ def dequantize(q: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]):
     return w.reshape(shape)
 
 
-def encode_state(state: dict, bits: int = 8) -> bytes:
+def encode_state(state: dict, bits: int = 8, step: float | None = None) -> bytes:
+    """Code a state dict (see :func:`quantize` for ``bits`` and ``step``); ValueError when
+    the symbols do not fit ``bits`` or the entropy coder's alphabet."""
     meta, scales, symbols = [], [], []
     for name, t in state.items():
-        q, s = quantize(t, bits)
+        q, s = quantize(t, bits, step)
         meta.append([name, list(t.shape), bits])
         scales.append(s.astype("<f4"))
         symbols.append(q)

@@ -24,6 +24,7 @@ from .precision import bf16_useful
 from .train_espcn import RECEPTIVE_RADIUS
 
 MARGIN = RECEPTIVE_RADIUS
+LAYERS = ("last", "all")  # what overfitting trains
 
 
 def studio(u8: torch.Tensor) -> torch.Tensor:
@@ -125,17 +126,23 @@ def overfit(
     lr: float = 1e-4,
     batch: int = 32,
     seed: int = 0,
+    layers: str = "last",
 ) -> tuple[ESPCN, dict]:
     """Fine-tune a copy of ``generic`` on (uint8 window, uint8 HR patch) pairs for
     ``seconds`` (else ``max_steps`` steps): MSE on the patch interior, Adam with a cosine decay, bf16 autocast with
-    channels-last tensors where the CPU has native bf16. Returns the model and a log."""
+    channels-last tensors where the CPU has native bf16. ``layers``: "last" trains only the
+    sub-pixel layer (conv3: a few thousand weights, cheap to send), "all" the whole
+    network. Returns the model and a log."""
+    if layers not in LAYERS:
+        raise ValueError(f"layers must be one of {LAYERS}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(generic).train()
     autocast = bf16_useful("cpu") and win.device.type == "cpu"
     layout = torch.channels_last if autocast else torch.contiguous_format
     model.to(memory_format=layout)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = list(model.conv3.parameters()) if layers == "last" else list(model.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
     if not seconds and not max_steps:
         raise ValueError("overfit needs a time budget or a step count")
     start, step, n = time.monotonic(), 0, win.shape[0]

@@ -93,3 +93,19 @@ def test_chunking_and_joint_sampling():
 def test_options_validated(options, pattern):
     with pytest.raises(UsageError, match=pattern):
         STDO.params(64, 48, 25, options)
+
+
+def test_weights_round_trip_at_the_fixed_step():
+    from ncodec.codec.stdo import WEIGHT_STEP, code_weights
+    from ncodec.codec.weights import decode_state
+    from ncodec.models.upscaler import load_espcn
+
+    generic = load_espcn(2).state_dict()
+    torch.manual_seed(0)
+    tuned = {k: v + 0.003 * torch.randn_like(v) for k, v in generic.items()}
+    is_delta, coded = code_weights(tuned, generic)
+    assert is_delta  # the full weights (up to ~10) do not fit the alphabet at this step
+    back = decode_state(coded, {k: tuple(v.shape) for k, v in generic.items()})
+    for k in generic:
+        assert (back[k] + generic[k] - tuned[k]).abs().max() <= WEIGHT_STEP / 2 + 1e-7
+    assert len(coded) < sum(v.numel() for v in generic.values())  # under a byte a weight (sigma/step = 12)

@@ -109,3 +109,15 @@ def test_weights_round_trip_at_the_fixed_step():
     for k in generic:
         assert (back[k] + generic[k] - tuned[k]).abs().max() <= WEIGHT_STEP / 2 + 1e-7
     assert len(coded) < sum(v.numel() for v in generic.values())  # under a byte a weight (sigma/step = 12)
+
+
+def test_frames_stream_to_a_player(encoded, tmp_path):
+    from ncodec.video import MediaReader, decode_frames
+
+    src, bits, _ = encoded
+    frames = list(decode_frames(bits))
+    decode_file(bits, tmp_path / "all.mkv", lossless=True)
+    with MediaReader(tmp_path / "all.mkv") as r:
+        written = list(r.frames())
+    assert len(frames) == 6 and frames[0].shape == (50, 70, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, written))

@@ -214,6 +214,14 @@ def decode_file(
     )
 
 
+def decode_frames(src: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The frames of the ncodec bitstream ``src`` in order, as they are decoded (HxWx3
+    uint8): the loop of a player or pipeline, with no output file and bounded memory."""
+    with ContainerReader(src) as bits:
+        the_codec = registry.by_tag(bits.header.codec)
+        yield from the_codec.decode(bits.sections(*the_codec.section_tags()), bits.header)
+
+
 def decode_frame(src: str | os.PathLike, index: int) -> np.ndarray:
     """Frame ``index`` (0-based) of the ncodec bitstream ``src`` as HxWx3 uint8 RGB, decoded
     without the others where the codec allows it (HNeRV: one segment, one embedding)."""

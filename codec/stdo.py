@@ -45,6 +45,7 @@ from .weights import decode_state, encode_state
 SEGMENT_TAG = "SSEG"
 MAX_SEGMENT_FRAMES = 1000
 MAX_MODELS = 64
+MAX_MAP_SYMBOLS = 1 << 24  # chunk-map entries per segment (frames x patches), checked before decoding
 LR_CODECS = ("x264", "x265")
 LR_SECTION = "VPKT"  # what the classical codecs write
 DECODE_BATCH = 4
@@ -147,6 +148,8 @@ class STDOCodec(Codec):
         if layers not in ("last", "all"):
             raise UsageError("--train-layers must be last or all")
         lw, lh = math.ceil(width / scale), math.ceil(height / scale)
+        if segment * math.ceil(lw / patch) * math.ceil(lh / patch) > MAX_MAP_SYMBOLS:
+            raise UsageError("too many patches per segment for the format: use fewer --segment-frames")
         inner = registry.get(lr_codec)
         lr_params = inner.params(lw, lh, fps, {"crf": options.get("crf") or 23, "preset": options.get("preset")})
         budget = options.get("time_budget")
@@ -261,6 +264,8 @@ class STDOCodec(Codec):
             raise BitstreamError("corrupted STDO segment (counts out of range)")
         s, patch = p["scale"], p["patch"]
         rows, cols = self._grid(lr_header, patch)
+        if n * rows * cols > MAX_MAP_SYMBOLS:
+            raise BitstreamError("STDO segment has more patches than the format allows")
         if m > 1:
             ids = decode_symbols(chunks[2], n * rows * cols)
             if ids.min() < 0 or ids.max() >= m:

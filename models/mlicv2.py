@@ -1,0 +1,285 @@
+"""MLICv2-style learned image codec (Jiang et al., "MLICv2: Enhanced Multi-Reference
+Entropy Modeling for Learned Image Compression"), sized by a config.
+
+Transforms: four stride-2 stages each way (x16), every stage followed by MetaFormer
+blocks whose token mixer is a depthwise convolution (norm -> token mixing -> residual,
+norm -> MLP -> residual). Hyperprior: z = h_a(y) (x4 more), coded by a factorized
+EntropyBottleneck; h_s(z) gives the hyper features.
+
+Entropy model of y, which is split into ``slices`` channel slices; slice i is coded in
+two checkerboard passes, anchors first, then non-anchors, each with a Gaussian
+(mean, scale) from a parameter network fed by:
+  - the hyper features (for slice 0 also a *hyperprior-guided global correlation*:
+    linear attention whose queries and keys come from the hyper features),
+  - channel context: the slices already decoded,
+  - local spatial context (non-anchor pass only): a 5x5 convolution over the decoded
+    anchors of this slice,
+  - global intra-slice context (non-anchor pass): linear attention that applies the
+    correlation measured on the previous slice (queries from all of it, keys from its
+    anchors) to this slice's decoded anchors,
+  - global inter-slice context: linear attention from this slice's channel context to
+    the previous slices,
+with a positional embedding added to the attention queries/keys, channel reweighting
+(squeeze-and-excitation) of the fused context, and latent residual prediction (LRP)
+correcting each decoded slice before synthesis.
+
+Variable rate from one model: gain units (Cui et al., "Asymmetric Gained Deep Image
+Compression") scale y channel-wise by a learned vector per rate level before
+quantisation and undo it after (and likewise z), so one training run, with a random
+level per batch and its own lambda, serves every quality; levels in between
+interpolate the vectors geometrically. On 2 CPU cores one run is all there is time for,
+which is why this beats training four separate models here.
+
+Only tensors in, tensors out: the bitstream (two rANS passes per slice) is codec/image.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MLICConfig:
+    N: int = 192  # transform channels
+    M: int = 320  # latent channels
+    slices: int = 10
+    depth: int = 2  # MetaFormer blocks after each transform stage
+    hyper: int = 192  # hyperprior channels
+    attn: int = 64  # width of the linear-attention projections
+    levels: int = 4  # rate points of the one model (gain units), see MLICv2.LAMBDAS
+
+    def __post_init__(self):
+        if self.M % self.slices:
+            raise ValueError("M must be a multiple of slices")
+
+    @property
+    def slice_channels(self) -> int:
+        return self.M // self.slices
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+PAPER = MLICConfig()  # the paper's configuration
+SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32)  # trainable on 2 CPU cores
+
+
+class LayerNorm2d(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(1, dim)  # normalises over channels and space, like the MetaFormer's "LayerNorm"
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+class MetaFormerBlock(nn.Module):
+    """norm -> depthwise-conv token mixer -> residual; norm -> 2x MLP (GELU) -> residual."""
+
+    def __init__(self, dim: int, kernel: int = 7):
+        super().__init__()
+        self.norm1, self.norm2 = LayerNorm2d(dim), LayerNorm2d(dim)
+        self.mixer = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.mlp = nn.Sequential(nn.Conv2d(dim, 2 * dim, 1), nn.GELU(), nn.Conv2d(2 * dim, dim, 1))
+
+    def forward(self, x):
+        x = x + self.mixer(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def _down(cin: int, cout: int) -> nn.Module:
+    return nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+
+
+def _up(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, padding=1), nn.PixelShuffle(2))
+
+
+def _stage(dim: int, depth: int) -> list[nn.Module]:
+    return [MetaFormerBlock(dim) for _ in range(depth)]
+
+
+class LinearAttention(nn.Module):
+    """Softmax-free attention (elu + 1 feature maps): cost linear in the number of
+    positions, so it runs on any image size. ``q_in``, ``k_in``, ``v_in``: N,C,H,W maps;
+    positions where ``k_mask`` is 0 are left out of the keys/values."""
+
+    def __init__(self, q_in: int, k_in: int, v_in: int, dim: int, out: int):
+        super().__init__()
+        self.q, self.k, self.v = nn.Conv2d(q_in, dim, 1), nn.Conv2d(k_in, dim, 1), nn.Conv2d(v_in, dim, 1)
+        self.proj = nn.Conv2d(dim, out, 1)
+        self.dim = dim
+
+    def forward(self, q_in, k_in, v_in, k_mask=None):
+        n, _, h, w = q_in.shape
+        pos = positional_embedding(self.dim, h, w, q_in.device, q_in.dtype)
+        q = F.elu(self.q(q_in) + pos) + 1
+        k = F.elu(self.k(k_in) + pos) + 1
+        v = self.v(v_in)
+        if k_mask is not None:
+            k, v = k * k_mask, v * k_mask
+        q, k, v = (t.flatten(2) for t in (q, k, v))  # N,D,L
+        kv = torch.einsum("ndl,nel->nde", k, v)  # N,D,D
+        norm = torch.einsum("ndl,nd->nl", q, k.sum(-1)).clamp_min(1e-6)
+        out = torch.einsum("ndl,nde->nel", q, kv) / norm[:, None]
+        return self.proj(out.reshape(n, self.dim, h, w))
+
+
+def positional_embedding(dim: int, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fixed 2-D sinusoidal embedding (1,dim,h,w): half the channels encode rows, half
+    columns, at geometric frequencies; defined for any size."""
+    quarter = max(dim // 4, 1)
+    freqs = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(1000.0) / quarter))
+    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freqs  # h,q
+    xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freqs  # w,q
+    emb = torch.cat([
+        torch.sin(ys)[:, None, :].expand(h, w, quarter), torch.cos(ys)[:, None, :].expand(h, w, quarter),
+        torch.sin(xs)[None, :, :].expand(h, w, quarter), torch.cos(xs)[None, :, :].expand(h, w, quarter),
+    ], dim=-1)  # fmt: skip
+    emb = F.pad(emb, (0, dim - emb.shape[-1]))
+    return emb.permute(2, 0, 1)[None].to(dtype)
+
+
+def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
+    """1,1,h,w mask, 1 on anchor positions ((row + column) even)."""
+    idx = torch.arange(h, device=device)[:, None] + torch.arange(w, device=device)[None, :]
+    return ((idx % 2) == 0).float()[None, None]
+
+
+class ChannelReweight(nn.Module):
+    """Squeeze-and-excitation over the fused context channels."""
+
+    def __init__(self, dim: int, reduction: int = 4):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(dim, max(dim // reduction, 4)), nn.GELU(),
+                                nn.Linear(max(dim // reduction, 4), dim), nn.Sigmoid())  # fmt: skip
+
+    def forward(self, x):
+        return x * self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
+
+
+class SliceModel(nn.Module):
+    """Entropy parameters and LRP of one slice (see the module docstring)."""
+
+    def __init__(self, cfg: MLICConfig, index: int):
+        super().__init__()
+        c, m, a = cfg.slice_channels, cfg.M, cfg.attn
+        self.index = index
+        prev = c * index  # channels of the slices decoded before this one
+        self.channel_ctx = nn.Sequential(nn.Conv2d(prev, 2 * c, 3, padding=1), nn.GELU(),
+                                         nn.Conv2d(2 * c, 2 * c, 3, padding=1)) if index else None  # fmt: skip
+        self.spatial_ctx = nn.Conv2d(c, 2 * c, 5, padding=2)
+        if index == 0:  # hyperprior-guided global correlation for the first slice
+            self.global_ctx = LinearAttention(2 * m, 2 * m, c, a, 2 * c)
+        else:  # intra-slice: the previous slice's correlation applied to this slice's anchors
+            self.global_ctx = LinearAttention(c, c, c, a, 2 * c)
+            self.inter_ctx = LinearAttention(2 * c, prev, prev, a, 2 * c)
+        fused = 2 * m + 2 * c * (4 if index else 2)
+        self.reweight = ChannelReweight(fused)
+        self.params = nn.Sequential(nn.Conv2d(fused, 4 * c, 1), nn.GELU(), nn.Conv2d(4 * c, 4 * c, 1), nn.GELU(),
+                                    nn.Conv2d(4 * c, 2 * c, 1))  # fmt: skip
+        self.lrp = nn.Sequential(nn.Conv2d(2 * m + prev + c, 2 * c, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(2 * c, c, 3, padding=1))  # fmt: skip
+
+    def entropy_params(self, hyper, prev, anchors, anchor_mask, prev_slice):
+        """(means, scales) for this slice. ``prev``: decoded slices before it (N,prev,h,w) or
+        None; ``anchors``: this slice's decoded anchors with non-anchors zeroed, or None in
+        the anchor pass; ``prev_slice``: the previous slice, decoded (None for slice 0)."""
+        zeros = hyper.new_zeros(hyper.shape[0], 2 * self.spatial_ctx.in_channels, *hyper.shape[2:])
+        spatial = self.spatial_ctx(anchors) if anchors is not None else zeros
+        if self.index == 0:
+            glob = self.global_ctx(hyper, hyper, anchors, anchor_mask) if anchors is not None else zeros
+            parts = [hyper, spatial, glob]
+        else:
+            ch = self.channel_ctx(prev)
+            glob = (self.global_ctx(prev_slice, prev_slice, anchors, anchor_mask)
+                    if anchors is not None else zeros)  # fmt: skip
+            inter = self.inter_ctx(ch, prev, prev)
+            parts = [hyper, ch, spatial, glob, inter]
+        means, scales = self.params(self.reweight(torch.cat(parts, dim=1))).chunk(2, dim=1)
+        return means, F.softplus(scales) + 0.11  # compressai's lower scale bound
+
+    def residual(self, hyper, prev, y_hat):
+        parts = [hyper, y_hat] if prev is None else [hyper, prev, y_hat]
+        return 0.5 * torch.tanh(self.lrp(torch.cat(parts, dim=1)))
+
+
+class MLICv2(nn.Module):
+    def __init__(self, cfg: MLICConfig = SMALL):
+        super().__init__()
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+        self.cfg = cfg
+        n, m, h, d = cfg.N, cfg.M, cfg.hyper, cfg.depth
+        self.g_a = nn.Sequential(_down(3, n), *_stage(n, d), _down(n, n), *_stage(n, d), _down(n, n),
+                                 *_stage(n, d), _down(n, m))  # fmt: skip
+        self.g_s = nn.Sequential(_up(m, n), *_stage(n, d), _up(n, n), *_stage(n, d), _up(n, n),
+                                 *_stage(n, d), _up(n, 3))  # fmt: skip
+        self.h_a = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.GELU(), _down(h, h), nn.GELU(), _down(h, h))
+        self.h_s = nn.Sequential(_up(h, h), nn.GELU(), _up(h, 2 * m), nn.GELU(), nn.Conv2d(2 * m, 2 * m, 3, padding=1))
+        self.slices = nn.ModuleList(SliceModel(cfg, i) for i in range(cfg.slices))
+        self.entropy_bottleneck = EntropyBottleneck(h)
+        self.gaussian_conditional = GaussianConditional(None)
+        # gain units: level -> channel gains of y and z, and their decoder-side inverses
+        self.y_gain = nn.Parameter(torch.ones(cfg.levels, m))
+        self.y_inverse = nn.Parameter(torch.ones(cfg.levels, m))
+        self.z_gain = nn.Parameter(torch.ones(cfg.levels, h))
+        self.z_inverse = nn.Parameter(torch.ones(cfg.levels, h))
+        with torch.no_grad():  # start the levels apart: higher level, finer quantisation of y
+            for lv in range(cfg.levels):
+                self.y_gain[lv] *= 2.0 ** (lv - cfg.levels + 1)
+                self.y_inverse[lv] /= 2.0 ** (lv - cfg.levels + 1)
+
+    PAD = 64  # y is x/16, z is y/4: pictures are padded to multiples of 64
+    LAMBDAS = (0.0018, 0.0067, 0.025, 0.0932)  # rate levels 0..3 (lambda of lambda*255^2*MSE + bpp)
+
+    def gain(self, table: torch.Tensor, level: float | torch.Tensor) -> torch.Tensor:
+        """N,C,1,1 gains for ``level`` (a float for one level for the batch, or a tensor of
+        N integer levels); fractional levels interpolate geometrically between neighbours."""
+        if isinstance(level, torch.Tensor):
+            return table[level.long()][:, :, None, None]
+        lo = min(int(math.floor(level)), self.cfg.levels - 1)
+        hi, t = min(lo + 1, self.cfg.levels - 1), level - lo
+        g = table[lo].abs().clamp_min(1e-4) ** (1 - t) * table[hi].abs().clamp_min(1e-4) ** t
+        return g[None, :, None, None]
+
+    def forward(self, x: torch.Tensor, level: float | torch.Tensor) -> dict:
+        """Training pass: reconstruction and likelihoods (additive noise for the rates,
+        straight-through rounding of y - mean for the decoder's inputs, as in ELIC/MLIC)."""
+        y = self.g_a(x) * self.gain(self.y_gain, level)
+        z = self.h_a(y) * self.gain(self.z_gain, level)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        hyper = self.h_s(z_hat * self.gain(self.z_inverse, level))
+        mask = checkerboard(*y.shape[2:], device=y.device)
+        y_slices = y.chunk(self.cfg.slices, dim=1)
+        decoded, likelihoods = [], []
+        for i, (model, y_i) in enumerate(zip(self.slices, y_slices)):
+            prev = torch.cat(decoded, dim=1) if decoded else None
+            prev_slice = decoded[-1] if decoded else None
+            mean_a, scale_a = model.entropy_params(hyper, prev, None, mask, prev_slice)
+            anchors = (_ste_round(y_i - mean_a) + mean_a) * mask
+            mean_n, scale_n = model.entropy_params(hyper, prev, anchors, mask, prev_slice)
+            means = mean_a * mask + mean_n * (1 - mask)
+            scales = scale_a * mask + scale_n * (1 - mask)
+            _, lik = self.gaussian_conditional(y_i, scales, means)
+            likelihoods.append(lik)
+            y_hat = _ste_round(y_i - means) + means
+            decoded.append(y_hat + model.residual(hyper, prev, y_hat))
+        x_hat = self.g_s(torch.cat(decoded, dim=1) * self.gain(self.y_inverse, level))
+        return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -115,8 +115,21 @@ def _cmd_upscale(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from ncodec.video.training import train_espcn
+    from ncodec.video.training import train_espcn, train_mlic
 
+    if args.model == "mlic":
+        card = train_mlic(
+            args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128,
+            batch=args.batch or 8, seed=args.seed, threads=args.threads, checkpoint=args.checkpoint,
+            resume=args.resume, progress=not args.quiet,
+        )  # fmt: skip
+        if not args.quiet:
+            last = card["history"][-1]["val"] if card["history"] else {}
+            print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation " +
+                  ", ".join(f"level {k}: {v['bpp']:.3f} bpp {v['psnr']:.2f} dB" for k, v in last.items()))  # fmt: skip
+        return EXIT_OK
+    if args.scale is None:
+        raise UsageError("train espcn needs --scale 2, 3 or 4")
     card = train_espcn(
         args.data, args.out, args.scale, minutes=args.minutes, seed=args.seed, threads=args.threads,
         checkpoint=args.checkpoint, resume=args.resume, init=args.init, patch=args.patch, batch=args.batch,
@@ -211,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
                        description="Train MODEL on a folder of photos and write fp16 safetensors weights "
                                    "plus a JSON model card (OUT with .json).")  # fmt: skip
-    t.add_argument("model", choices=["espcn"])
-    t.add_argument("--scale", type=int, required=True, help="upscaling factor: 2, 3 or 4")
+    t.add_argument("model", choices=["espcn", "mlic"])
+    t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
+    t.add_argument("--config", default="small", choices=["small", "paper"], help="mlic: model size (default small)")
+    t.add_argument("--crop", type=int, help="mlic: training crop side (default 128)")
     t.add_argument("--data", required=True, help="folder of training photos (searched recursively)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (default 20)")
@@ -221,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint", help="checkpoint file (default: OUT.ckpt)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     t.add_argument("--patch", type=int, help="LR training patch side (default 32)")
-    t.add_argument("--batch", type=int, help="patches per step (default 32)")
+    t.add_argument("--batch", type=int, help="patches per step (espcn default 32, mlic 8)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 3e-4)")
     t.add_argument("--init", metavar="WEIGHTS", help="start from these weights (e.g. the shipped ones), new schedule")
     t.set_defaults(func=_cmd_train)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -202,6 +203,7 @@ class STDOCodec(Codec):
 
     def encode_segment(self, rgb: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:
         import torch
+        from tqdm import tqdm
 
         from ncodec.models import stdo
         from ncodec.models.upscaler import load_espcn
@@ -227,14 +229,18 @@ class STDOCodec(Codec):
         else:
             groups = [torch.nonzero(ids == c).flatten() for c in range(k)]
         coded, delta = [], []
-        for c, idx in enumerate(groups):
+        bar = tqdm(groups, desc=f"overfit {len(groups)} model(s), {len(rgb)} frames", unit="model", file=sys.stderr,
+                   leave=False, disable=not runtime.get("progress"))  # fmt: skip
+        for c, idx in enumerate(bar):
             model = generic
             if budget or p["steps"]:  # the time budget when given, else the step count
                 model, _ = stdo.overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
-                                        max_steps=p["steps"], seed=p["seed"] + c, layers=p["layers"])  # fmt: skip
+                                        max_steps=p["steps"], seed=p["seed"] + c, layers=p["layers"],
+                                        device=runtime.get("device", "cpu"))  # fmt: skip
             is_delta, payload = code_weights(model.state_dict(), generic.state_dict())
             delta.append(is_delta)
             coded.append(payload)
+        bar.close()
         meta = {"frames": len(rgb), "models": len(coded), "delta": delta}
         chunk_map = encode_symbols(ids.numpy()) if len(coded) > 1 else b""
         return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in lr_sections]), chunk_map, *coded])

@@ -127,6 +127,7 @@ def overfit(
     batch: int = 32,
     seed: int = 0,
     layers: str = "last",
+    device: str | torch.device = "cpu",
 ) -> tuple[ESPCN, dict]:
     """Fine-tune a copy of ``generic`` on (uint8 window, uint8 HR patch) pairs for
     ``seconds`` (else ``max_steps`` steps): MSE on the patch interior, Adam with a cosine decay, bf16 autocast with
@@ -137,8 +138,9 @@ def overfit(
         raise ValueError(f"layers must be one of {LAYERS}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = copy.deepcopy(generic).train()
-    autocast = bf16_useful("cpu") and win.device.type == "cpu"
+    device = torch.device(device)
+    model = copy.deepcopy(generic).train().to(device)
+    autocast = bf16_useful(device)
     layout = torch.channels_last if autocast else torch.contiguous_format
     model.to(memory_format=layout)
     params = list(model.conv3.parameters()) if layers == "last" else list(model.parameters())
@@ -153,12 +155,13 @@ def overfit(
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress))
         idx = torch.randint(0, n, (min(batch, n),), generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            sr = upscale_windows(model, studio(win[idx]).contiguous(memory_format=layout), model.scale).float()
-        loss = F.mse_loss(sr, studio(target[idx]))
+        x, y = studio(win[idx].to(device)), studio(target[idx].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            sr = upscale_windows(model, x.contiguous(memory_format=layout), model.scale).float()
+        loss = F.mse_loss(sr, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
-    model.eval().to(memory_format=torch.contiguous_format)
+    model.eval().to("cpu", memory_format=torch.contiguous_format)
     return model, {"steps": step, "seconds": round(time.monotonic() - start, 2)}

@@ -45,19 +45,13 @@ def train_espcn(
         init_state = load_file(init) if init else None
     except Exception as e:  # missing file or not safetensors
         raise InputError(f"--init {init}: cannot load weights ({e})") from None
-    files = image_files(data)
-    # every 25th image is held out for validation curves (centre crops, fixed)
-    val_files = files[::25]
-    train_files = [f for i, f in enumerate(files) if i % 25] or files  # one photo: it serves both
-    bar = tqdm(files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
+    train_files, val_files = split_photos(data)
+    bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
     pairs = {}
     for f in bar:
         rgb = read_image(f)[0]
         if f in val_files:  # a fixed centre crop keeps validation quick
-            h, w = rgb.shape[:2]
-            c = 192 // scale * scale
-            top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
-            rgb = rgb[top : top + c, left : left + c]
+            rgb = centre_crop(rgb, 192 // scale * scale)
         pairs[f] = recipe.make_pair(rgb, scale)
     overrides = {k: v for k, v in {"patch": patch, "batch": batch, "lr": lr}.items() if v is not None}
     cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads, **overrides)
@@ -100,8 +94,90 @@ def train_espcn(
         "date": datetime.date.today().isoformat(),
         "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
+    write_model(out_path, tensors, card, {"scale": str(scale)})
+    return card
+
+
+def split_photos(data: str) -> tuple[list[Path], list[Path]]:
+    """Training and validation photos: every 25th is held out (fixed), for validation curves."""
+    files = image_files(data)
+    val_files = files[::25]
+    train_files = [f for i, f in enumerate(files) if i % 25] or files  # one photo: it serves both
+    return train_files, val_files
+
+
+def centre_crop(rgb, size: int):
+    h, w = rgb.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return rgb[top : top + size, left : left + size]
+
+
+def write_model(out_path: Path, tensors: dict, card: dict, metadata: dict) -> None:
+    """Weights (safetensors) and their model card (JSON beside them), each written atomically."""
     with AtomicPath(out_path) as tmp:
-        save_file(tensors, str(tmp.path), metadata={"scale": str(scale)})
+        save_file(tensors, str(tmp.path), metadata=metadata)
     with AtomicPath(out_path.with_suffix(".json")) as tmp:
         tmp.path.write_text(json.dumps(card, indent=2))
+
+
+def train_mlic(
+    data: str,
+    out: str,
+    *,
+    minutes: float = 60.0,
+    config: str = "small",
+    crop: int = 128,
+    batch: int = 8,
+    seed: int = 0,
+    threads: int | None = None,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Train the MLICv2-style image codec on the photos under ``data``; write ``out`` (fp16
+    safetensors) and its model card. Returns the card."""
+    from ncodec.models import train_mlic as recipe
+    from ncodec.models.mlicv2 import PAPER, SMALL
+
+    configs = {"small": SMALL, "paper": PAPER}
+    if config not in configs:
+        raise UsageError(f"--config must be one of {', '.join(configs)}")
+    out_path = check_output_path(out)
+    train_files, val_files = split_photos(data)
+    bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
+    photos = {f: read_image(f)[0] for f in bar}
+    val = [centre_crop(photos[f], 256) for f in val_files]
+    val = [v[: v.shape[0] // 64 * 64, : v.shape[1] // 64 * 64] for v in val if min(v.shape[:2]) >= 64]
+    cfg = recipe.MLICTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
+    checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
+
+    def report(entry: dict) -> None:
+        if progress:
+            print(json.dumps(entry), file=sys.stderr, flush=True)
+
+    try:
+        model, state = recipe.train(cfg, configs[config], [photos[f] for f in train_files], val, checkpoint,
+                                    resume=resume, on_progress=report)  # fmt: skip
+    except ValueError as e:
+        raise InputError(f"{data}: {e}") from None
+    tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    card = {
+        "model": "MLICv2-style learned image codec (models/mlicv2.py), gain units for 4 rate levels",
+        "config": configs[config].to_json(),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "weights": "fp16 safetensors",
+        "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
+        "recipe": state["config"] | {
+            "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "
+                       f"--crop {crop} --batch {batch} --seed {seed}" + (" --resume" if resume else ""),
+            "lambdas": list(recipe.MLICv2.LAMBDAS),
+            "loss": "lambda * 255^2 * MSE + bpp (likelihoods of y and z), aux loss on the bottleneck quantiles",
+        },
+        "steps": state["step"],
+        "wall_seconds": round(state["elapsed"], 1),
+        "history": state["history"],
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{torch.get_num_threads()} torch threads, CPU",
+    }
+    write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())})
     return card

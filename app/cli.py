@@ -42,9 +42,10 @@ def _cmd_encode(args) -> int:
                "time_budget": args.time_budget, "segment_frames": args.segment_frames, "loss": args.loss,
                "scale": args.scale, "lr_codec": args.lr_codec, "chunks": args.chunks, "joint": args.joint or None,
                "steps": args.steps}  # fmt: skip
-    device = _device(args.device) if registry.get(args.codec).uses_torch else "cpu"  # classical: always CPU
+    codec = args.codec or video.default_codec(args.input)
+    device = _device(args.device) if registry.get(codec).uses_torch else "cpu"  # classical: always CPU
     result = video.encode_file(
-        args.input, args.output, args.codec, quality=args.quality, options=options, device=device,
+        args.input, args.output, codec, quality=args.quality, options=options, device=device,
         progress=not args.quiet,
     )  # fmt: skip
     if not args.quiet:
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=f"Encode IN (any video or image PyAV reads) into the bitstream OUT. Codecs: {codecs}.")  # fmt: skip
     e.add_argument("input", metavar="IN")
     e.add_argument("output", metavar="OUT")
-    e.add_argument("--codec", "-c", default="x264", help="codec (default: x264)")
+    e.add_argument("--codec", "-c", help="codec (default: stdo for videos, x264 for images)")
     e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
     e.add_argument("--crf", type=int, help="constant rate factor for the classical codecs (overrides --quality)")
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow, av1: 0..13)")

@@ -97,3 +97,10 @@ def test_corrupted_packet_payload_with_valid_crc_is_a_bitstream_error(tmp_path, 
     with pytest.raises(BitstreamError):
         decode_file(forged, tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_default_codec_by_input_kind():
+    from ncodec.video import default_codec
+
+    assert default_codec("clip.mp4") == "stdo" and default_codec("holiday.MKV") == "stdo"
+    assert default_codec("photo.png") == "x264" and default_codec("photo.JPG") == "x264"

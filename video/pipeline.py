@@ -97,6 +97,17 @@ def resolve_options(codec: registry.Codec, quality: str | None, options: dict) -
     return resolved
 
 
+DEFAULT_VIDEO_CODEC = "stdo"  # the better neural video codec on the README's budget (docs/BENCHMARKS.md)
+DEFAULT_IMAGE_CODEC = "x264"  # until the learned image codec ships weights
+
+
+def default_codec(src: str | os.PathLike) -> str:
+    """The codec `ncodec encode` uses when none is named: by the input's kind."""
+    from .images import IMAGE_SUFFIXES
+
+    return DEFAULT_IMAGE_CODEC if Path(src).suffix.lower() in IMAGE_SUFFIXES else DEFAULT_VIDEO_CODEC
+
+
 def encode_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,

@@ -28,7 +28,7 @@ import numpy as np
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
-from .registry import Codec, Section, register
+from .registry import Codec, Section, register, segments
 from .weights import decode_state, encode_state
 
 # torch and the models load on first use, so that registering this codec stays cheap
@@ -190,13 +190,7 @@ class HNeRVCodec(Codec):
         runtime = runtime or {}
         p, cfg = header.params, self._config(header)
         total = max(header.frame_count, 1)
-        batch: list[np.ndarray] = []
-        for rgb in frames:
-            batch.append(rgb)
-            if len(batch) == p["segment_frames"]:
-                yield SEGMENT_TAG, self.encode_segment(batch, cfg, p, total, runtime)[0]
-                batch = []
-        if batch:
+        for batch in segments(frames, p["segment_frames"]):
             yield SEGMENT_TAG, self.encode_segment(batch, cfg, p, total, runtime)[0]
 
     def encode_segment(self, rgb: list[np.ndarray], cfg, p: dict, total: int,

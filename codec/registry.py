@@ -55,6 +55,19 @@ class Codec(ABC):
         return ()
 
 
+def segments(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive runs of at most ``size`` frames: the unit of the codecs that must see
+    several frames at once (HNeRV, STDO) while memory stays bounded."""
+    batch: list[np.ndarray] = []
+    for rgb in frames:
+        batch.append(rgb)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 _BY_NAME: dict[str, Codec] = {}
 _BY_TAG: dict[str, Codec] = {}
 

@@ -40,7 +40,7 @@ from . import registry
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
-from .registry import Codec, Section, register
+from .registry import Codec, Section, register, segments
 from .weights import decode_state, encode_state
 
 SEGMENT_TAG = "SSEG"
@@ -192,13 +192,7 @@ class STDOCodec(Codec):
         p, inner, lr_header = self._layout(header)
         if p.get("generic") != generic_fingerprint(p["scale"]):
             raise UsageError("the shipped ESPCN weights changed since these parameters were made")
-        batch: list[np.ndarray] = []
-        for rgb in frames:
-            batch.append(rgb)
-            if len(batch) == p["segment_frames"]:
-                yield SEGMENT_TAG, self.encode_segment(batch, header, runtime)
-                batch = []
-        if batch:
+        for batch in segments(frames, p["segment_frames"]):
             yield SEGMENT_TAG, self.encode_segment(batch, header, runtime)
 
     def encode_segment(self, rgb: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:

@@ -19,7 +19,6 @@ moments, step, elapsed time) that a later run resumes from.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -29,8 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .espcn import ESPCN, bicubic_resize, rgb_to_ycbcr
 from .precision import bf16_useful
 
@@ -125,36 +124,6 @@ def _lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def save_checkpoint(path: Path, model: ESPCN, opt: torch.optim.Adam, state: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    for i, p in enumerate(model.parameters()):
-        s = opt.state.get(p)
-        if s:
-            tensors[f"adam.{i}.exp_avg"] = s["exp_avg"].contiguous()
-            tensors[f"adam.{i}.exp_avg_sq"] = s["exp_avg_sq"].contiguous()
-            state[f"adam_step.{i}"] = float(s["step"])
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path, model: ESPCN, opt: torch.optim.Adam) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        state = json.loads(f.metadata()["state"])
-    tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    for i, p in enumerate(model.parameters()):
-        if f"adam.{i}.exp_avg" in tensors:
-            opt.state[p] = {
-                "step": torch.tensor(state[f"adam_step.{i}"]),
-                "exp_avg": tensors[f"adam.{i}.exp_avg"],
-                "exp_avg_sq": tensors[f"adam.{i}.exp_avg_sq"],
-            }
-    return state
-
-
 def train(
     cfg: TrainConfig,
     train_pairs: list[Pair],
@@ -185,7 +154,7 @@ def train(
     state = {"step": 0, "elapsed": 0.0, "history": [], "best_val": evaluate(model, val_pairs), "config": asdict(cfg)}
     state["bicubic_val"] = evaluate(ESPCN(cfg.scale).init_bicubic(cfg.seed), val_pairs)
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, model, opt) | {"config": asdict(cfg)}
+        state = load_checkpoint(checkpoint, model, {"adam": opt}) | {"config": asdict(cfg)}
         sampler.rng = np.random.default_rng(cfg.seed + state["step"])
     best = {k: v.clone() for k, v in model.state_dict().items()}
     budget = cfg.minutes * 60
@@ -217,7 +186,7 @@ def train(
             if val > state["best_val"]:
                 state["best_val"] = val
                 best = {k: v.clone() for k, v in model.state_dict().items()}
-            save_checkpoint(checkpoint, model, opt, dict(state))
+            save_checkpoint(checkpoint, model, {"adam": opt}, state)
             if on_progress:
                 on_progress(state["history"][-1] | {"best_val": state["best_val"], "progress": progress})
     state["elapsed"] = time.monotonic() - start

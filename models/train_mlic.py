@@ -12,7 +12,6 @@ likelihoods (the bitstream's real sizes are measured by the benchmark).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -21,9 +20,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .mlicv2 import MLICConfig, MLICv2
 
 
@@ -102,34 +100,6 @@ def _main_and_aux(model: MLICv2) -> tuple[list, list]:
     return main, aux
 
 
-def save_checkpoint(path: Path, model: MLICv2, opts: dict[str, torch.optim.Optimizer], state: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    for name, opt in opts.items():
-        for i, group_param in enumerate(p for g in opt.param_groups for p in g["params"]):
-            s = opt.state.get(group_param)
-            if s:
-                tensors[f"{name}.{i}.exp_avg"] = s["exp_avg"].contiguous()
-                tensors[f"{name}.{i}.exp_avg_sq"] = s["exp_avg_sq"].contiguous()
-                state[f"{name}_step.{i}"] = float(s["step"])
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path, model: MLICv2, opts: dict[str, torch.optim.Optimizer]) -> dict:
-    with safe_open(str(path), "pt") as f:
-        state = json.loads(f.metadata()["state"])
-    tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    for name, opt in opts.items():
-        for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
-            if f"{name}.{i}.exp_avg" in tensors:
-                opt.state[p] = {"step": torch.tensor(state[f"{name}_step.{i}"]),
-                                "exp_avg": tensors[f"{name}.{i}.exp_avg"],
-                                "exp_avg_sq": tensors[f"{name}.{i}.exp_avg_sq"]}  # fmt: skip
-    return state
-
-
 def train(
     cfg: MLICTrainConfig,
     model_cfg: MLICConfig,
@@ -151,7 +121,7 @@ def train(
     val = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255 for im in val_images]
     state = {"step": 0, "elapsed": 0.0, "history": [], "config": asdict(cfg), "model": model_cfg.to_json()}
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, model, opts) | {"config": asdict(cfg)}
+        state = load_checkpoint(checkpoint, model, opts, strict=False) | {"config": asdict(cfg)}
         sampler.rng = np.random.default_rng(cfg.seed + state["step"])
     g = torch.Generator().manual_seed(cfg.seed + state["step"])
     budget = cfg.minutes * 60
@@ -178,7 +148,7 @@ def train(
             entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": float(loss),
                      "train": parts, "val": validate(model, val)}  # fmt: skip
             state["history"].append(entry)
-            save_checkpoint(checkpoint, model, opts, dict(state))
+            save_checkpoint(checkpoint, model, opts, state)
             if on_progress:
                 on_progress(entry)
     state["elapsed"] = time.monotonic() - start

@@ -46,8 +46,8 @@ def rate_distortion(model: MLICv2, x: torch.Tensor, levels: torch.Tensor) -> tup
     mse_each = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
     lam = x.new_tensor(MLICv2.LAMBDAS)[levels.long()]
     loss = (lam * 255**2 * mse_each).mean() + bpp
-    mse = mse_each.mean()
-    return loss, {"bpp": float(bpp), "mse": float(mse), "psnr": 10 * math.log10(1 / max(float(mse), 1e-12))}
+    mse = mse_each.mean().item()
+    return loss, {"bpp": bpp.item(), "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
 
 
 class CropSampler:
@@ -145,7 +145,7 @@ def train(
         if time.monotonic() - last_val >= cfg.val_every or time.monotonic() - start >= budget:
             last_val = time.monotonic()
             state["elapsed"] = time.monotonic() - start
-            entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": float(loss),
+            entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": loss.item(),
                      "train": parts, "val": validate(model, val)}  # fmt: skip
             state["history"].append(entry)
             save_checkpoint(checkpoint, model, opts, state)

@@ -212,7 +212,11 @@ class SliceModel(nn.Module):
 class MLICv2(nn.Module):
     def __init__(self, cfg: MLICConfig = SMALL):
         super().__init__()
-        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+        import warnings
+
+        with warnings.catch_warnings():  # compressai's import warns about torch.jit; not the user's concern
+            warnings.simplefilter("ignore")
+            from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
         self.cfg = cfg
         n, m, h, d = cfg.N, cfg.M, cfg.hyper, cfg.depth

@@ -41,7 +41,7 @@ def _cmd_encode(args) -> int:
     options = {"crf": args.crf, "preset": args.preset, "size": args.size, "epochs": args.epochs,
                "time_budget": args.time_budget, "segment_frames": args.segment_frames, "loss": args.loss,
                "scale": args.scale, "lr_codec": args.lr_codec, "chunks": args.chunks, "joint": args.joint or None,
-               "steps": args.steps}  # fmt: skip
+               "steps": args.steps, "level": args.level, "refine": args.refine}  # fmt: skip
     codec = args.codec or video.default_codec(args.input)
     device = _device(args.device) if registry.get(codec).uses_torch else "cpu"  # classical: always CPU
     result = video.encode_file(
@@ -122,7 +122,7 @@ def _cmd_train(args) -> int:
         card = train_mlic(
             args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128,
             batch=args.batch or 8, seed=args.seed, threads=args.threads, checkpoint=args.checkpoint,
-            resume=args.resume, progress=not args.quiet,
+            resume=args.resume, init=args.init, lr=args.lr, progress=not args.quiet,
         )  # fmt: skip
         if not args.quiet:
             last = card["history"][-1]["val"] if card["history"] else {}
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=f"Encode IN (any video or image PyAV reads) into the bitstream OUT. Codecs: {codecs}.")  # fmt: skip
     e.add_argument("input", metavar="IN")
     e.add_argument("output", metavar="OUT")
-    e.add_argument("--codec", "-c", help="codec (default: stdo for videos, x264 for images)")
+    e.add_argument("--codec", "-c", help="codec (default: stdo for videos, mlic for images)")
     e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
     e.add_argument("--crf", type=int, help="constant rate factor for the classical codecs (overrides --quality)")
     e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow, av1: 0..13)")
@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lr-codec", choices=["x264", "x265"], help="STDO: codec of the low-resolution stream")
     e.add_argument("--chunks", type=int, help="STDO: patch chunks, one overfitted model each (default 4)")
     e.add_argument("--joint", action="store_true", help="STDO: one jointly trained model (smallest bitstream)")
+    e.add_argument("--level", type=float, help="mlic: rate level 0 (smallest) .. 3 (best); fractions interpolate")
+    e.add_argument("--refine", type=int, metavar="STEPS", help="mlic: per-image latent refinement (SGA) steps")
     e.add_argument("--steps", type=int, help="STDO: training steps per model when no --time-budget is given")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     e.set_defaults(func=_cmd_encode)
@@ -238,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     t.add_argument("--patch", type=int, help="LR training patch side (default 32)")
     t.add_argument("--batch", type=int, help="patches per step (espcn default 32, mlic 8)")
-    t.add_argument("--lr", type=float, help="peak learning rate (default 3e-4)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default espcn 3e-4, mlic 1e-4)")
     t.add_argument("--init", metavar="WEIGHTS", help="start from these weights (e.g. the shipped ones), new schedule")
     t.set_defaults(func=_cmd_train)
     return p

@@ -35,8 +35,10 @@ Only tensors in, tensors out: the bitstream (two rANS passes per slice) is codec
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +54,8 @@ class MLICConfig:
     hyper: int = 192  # hyperprior channels
     attn: int = 64  # width of the linear-attention projections
     levels: int = 4  # rate points of the one model (gain units), see MLICv2.LAMBDAS
+    half_res_blocks: bool = True  # MetaFormer blocks at x/2 too (half of a CPU training step)
+    dct_start: bool = False  # linear block-DCT path beside the transforms (warm start, see BlockDCT)
 
     def __post_init__(self):
         if self.M % self.slices:
@@ -66,7 +70,8 @@ class MLICConfig:
 
 
 PAPER = MLICConfig()  # the paper's configuration
-SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32)  # trainable on 2 CPU cores
+SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32, half_res_blocks=False,
+                   dct_start=True)  # trainable on 2 CPU cores  # fmt: skip
 
 
 class LayerNorm2d(nn.Module):
@@ -102,6 +107,45 @@ def _up(cin: int, cout: int) -> nn.Module:
 
 def _stage(dim: int, depth: int) -> list[nn.Module]:
     return [MetaFormerBlock(dim) for _ in range(depth)]
+
+
+class BlockDCT(nn.Module):
+    """A learnable linear transform pair initialised as a classical transform coder: an
+    orthonormal colour transform, then the 16x16 block DCT, keeping the ``m`` lowest
+    frequencies (3/4 of them luma), scaled so that quantisation step 1 is 10/255 of
+    the pixel range at the finest rate level. Beside the nonlinear transforms (whose
+    last layers start at zero) it makes an untrained codec a working block-DCT coder,
+    so the few thousand steps a CPU affords start near JPEG instead of from noise."""
+
+    BLOCK = 16
+    SCALE = 25.5
+
+    def __init__(self, m: int):
+        super().__init__()
+        b = self.BLOCK
+        self.analysis = nn.Conv2d(3 * b * b, m, 1, bias=False)
+        self.synthesis = nn.Conv2d(m, 3 * b * b, 1, bias=False)
+        n = torch.arange(b, dtype=torch.float64)
+        dct = torch.cos(math.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * b)) * math.sqrt(2 / b)
+        dct[0] /= math.sqrt(2)  # orthonormal DCT-II rows: frequency u, sample n
+        colour = torch.tensor([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=torch.float64)
+        colour /= colour.norm(dim=1, keepdim=True)  # luma and two chroma axes, orthonormal
+        freqs = sorted(((u, v) for u in range(b) for v in range(b)), key=lambda f: (f[0] + f[1], max(f)))
+        luma = m - 2 * (m // 8)
+        picks = [(0, f) for f in freqs[:luma]] + [(c, f) for c in (1, 2) for f in freqs[: m // 8]]
+        basis = torch.stack([  # PixelUnshuffle order: colour, row, column
+            (colour[c][:, None, None] * dct[u][None, :, None] * dct[v][None, None, :]).reshape(-1)
+            for c, (u, v) in picks
+        ])  # m, 3*b*b, orthonormal rows  # fmt: skip
+        with torch.no_grad():
+            self.analysis.weight.copy_((basis * self.SCALE)[:, :, None, None])
+            self.synthesis.weight.copy_((basis.T / self.SCALE)[:, :, None, None])
+
+    def forward_analysis(self, x):
+        return self.analysis(F.pixel_unshuffle(x - 0.5, self.BLOCK))
+
+    def forward_synthesis(self, y):
+        return F.pixel_shuffle(self.synthesis(y), self.BLOCK) + 0.5
 
 
 class LinearAttention(nn.Module):
@@ -201,12 +245,12 @@ class SliceModel(nn.Module):
                     if anchors is not None else zeros)  # fmt: skip
             inter = self.inter_ctx(ch, prev, prev)
             parts = [hyper, ch, spatial, glob, inter]
-        means, scales = self.params(self.reweight(torch.cat(parts, dim=1))).chunk(2, dim=1)
+        means, scales = _wide(self.params(self.reweight(torch.cat(parts, dim=1)))).chunk(2, dim=1)
         return means, F.softplus(scales) + 0.11  # compressai's lower scale bound
 
     def residual(self, hyper, prev, y_hat):
         parts = [hyper, y_hat] if prev is None else [hyper, prev, y_hat]
-        return 0.5 * torch.tanh(self.lrp(torch.cat(parts, dim=1)))
+        return 0.5 * torch.tanh(_wide(self.lrp(torch.cat(parts, dim=1))))
 
 
 class MLICv2(nn.Module):
@@ -220,10 +264,17 @@ class MLICv2(nn.Module):
 
         self.cfg = cfg
         n, m, h, d = cfg.N, cfg.M, cfg.hyper, cfg.depth
-        self.g_a = nn.Sequential(_down(3, n), *_stage(n, d), _down(n, n), *_stage(n, d), _down(n, n),
+        d_half = d if cfg.half_res_blocks else 0
+        self.g_a = nn.Sequential(_down(3, n), *_stage(n, d_half), _down(n, n), *_stage(n, d), _down(n, n),
                                  *_stage(n, d), _down(n, m))  # fmt: skip
         self.g_s = nn.Sequential(_up(m, n), *_stage(n, d), _up(n, n), *_stage(n, d), _up(n, n),
-                                 *_stage(n, d), _up(n, 3))  # fmt: skip
+                                 *_stage(n, d_half), _up(n, 3))  # fmt: skip
+        self.dct = BlockDCT(m) if cfg.dct_start else None
+        if self.dct is not None:  # the nonlinear paths start at zero: the codec starts as the DCT coder
+            nn.init.zeros_(self.g_a[-1].weight)
+            nn.init.zeros_(self.g_a[-1].bias)
+            nn.init.zeros_(self.g_s[-1][0].weight)
+            nn.init.zeros_(self.g_s[-1][0].bias)
         self.h_a = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.GELU(), _down(h, h), nn.GELU(), _down(h, h))
         self.h_s = nn.Sequential(_up(h, h), nn.GELU(), _up(h, 2 * m), nn.GELU(), nn.Conv2d(2 * m, 2 * m, 3, padding=1))
         self.slices = nn.ModuleList(SliceModel(cfg, i) for i in range(cfg.slices))
@@ -242,6 +293,12 @@ class MLICv2(nn.Module):
     PAD = 64  # y is x/16, z is y/4: pictures are padded to multiples of 64
     LAMBDAS = (0.0018, 0.0067, 0.025, 0.0932)  # rate levels 0..3 (lambda of lambda*255^2*MSE + bpp)
 
+    def lambda_at(self, level: float) -> float:
+        """The lambda a (fractional) level stands for: geometric, as the gains interpolate."""
+        lo = min(int(math.floor(level)), self.cfg.levels - 1)
+        hi, t = min(lo + 1, self.cfg.levels - 1), level - lo
+        return self.LAMBDAS[lo] ** (1 - t) * self.LAMBDAS[hi] ** t
+
     def gain(self, table: torch.Tensor, level: float | torch.Tensor) -> torch.Tensor:
         """N,C,1,1 gains for ``level`` (a float for one level for the batch, or a tensor of
         N integer levels); fractional levels interpolate geometrically between neighbours."""
@@ -252,38 +309,132 @@ class MLICv2(nn.Module):
         g = table[lo].abs().clamp_min(1e-4) ** (1 - t) * table[hi].abs().clamp_min(1e-4) ** t
         return g[None, :, None, None]
 
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        y = _wide(self.g_a(x))
+        return y if self.dct is None else y + _wide(self.dct.forward_analysis(x))
+
+    def synthesis(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.g_s(y)
+        return x if self.dct is None else x + self.dct.forward_synthesis(y)
+
     def forward(self, x: torch.Tensor, level: float | torch.Tensor) -> dict:
         """Training pass: reconstruction and likelihoods (additive noise for the rates,
         straight-through rounding of y - mean for the decoder's inputs, as in ELIC/MLIC)."""
-        y = self.g_a(x) * self.gain(self.y_gain, level)
-        z = self.h_a(y) * self.gain(self.z_gain, level)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        hyper = self.h_s(z_hat * self.gain(self.z_inverse, level))
+        # Under bf16 autocast the networks run in bf16, but latents, means, scales and
+        # likelihoods stay fp32: bf16's 8-bit mantissa would blur y - mean at |y| ~ 50.
+        return self.code_latents(self.analysis(x) * self.gain(self.y_gain, level), level)
+
+    def code_latents(self, y: torch.Tensor, level, soft_round=None) -> dict:
+        """Reconstruction and likelihoods of the (gained) latents ``y``. ``soft_round``
+        (SGA refinement) replaces both the rate's noise and the straight-through rounding
+        of y - mean: its output is what the decoder sees and what the rate is measured on."""
+        z = _wide(self.h_a(y)) * self.gain(self.z_gain, level)
+        with torch.autocast(y.device.type, enabled=False):
+            z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        hyper = _wide(self.h_s(z_hat * self.gain(self.z_inverse, level)))
         mask = checkerboard(*y.shape[2:], device=y.device)
-        y_slices = y.chunk(self.cfg.slices, dim=1)
+        gc = self.gaussian_conditional
+        quantize = soft_round or _ste_round
         decoded, likelihoods = [], []
-        for i, (model, y_i) in enumerate(zip(self.slices, y_slices)):
+        for model, y_i in zip(self.slices, y.chunk(self.cfg.slices, dim=1)):
             prev = torch.cat(decoded, dim=1) if decoded else None
             prev_slice = decoded[-1] if decoded else None
             mean_a, scale_a = model.entropy_params(hyper, prev, None, mask, prev_slice)
-            anchors = (_ste_round(y_i - mean_a) + mean_a) * mask
+            anchors = (quantize(y_i - mean_a) + mean_a) * mask
             mean_n, scale_n = model.entropy_params(hyper, prev, anchors, mask, prev_slice)
             means = mean_a * mask + mean_n * (1 - mask)
             scales = scale_a * mask + scale_n * (1 - mask)
-            _, lik = self.gaussian_conditional(y_i, scales, means)
+            y_hat = quantize(y_i - means) + means
+            if soft_round is None:
+                _, lik = gc(y_i, scales, means)
+            else:
+                lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
             likelihoods.append(lik)
-            y_hat = _ste_round(y_i - means) + means
             decoded.append(y_hat + model.residual(hyper, prev, y_hat))
-        x_hat = self.g_s(torch.cat(decoded, dim=1) * self.gain(self.y_inverse, level))
+        x_hat = self.synthesis(torch.cat(decoded, dim=1) * self.gain(self.y_inverse, level))
         return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """fp32 out of a reduced-precision (autocast) result; fp32 and fp64 pass unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def sga_round(x: torch.Tensor, tau: float) -> torch.Tensor:
+    """Stochastic Gumbel annealing (Yang et al., "Improving Inference for Neural Image
+    Compression", 2020): a differentiable random choice between floor and ceil, the
+    nearer one likelier, turning into hard rounding as ``tau`` goes to 0."""
+    lo = torch.floor(x)
+    frac = (x - lo).clamp(1e-4, 1 - 1e-4)
+    logits = torch.stack([-torch.atanh(frac), -torch.atanh(1 - frac)], dim=-1) / tau
+    weights = F.gumbel_softmax(logits, tau=1.0, hard=False)
+    return lo + weights[..., 1]
+
+
+def refine_latents(model: MLICv2, x: torch.Tensor, level: float, steps: int, lr: float = 5e-3,
+                   progress=None) -> torch.Tensor:
+    """Per-image refinement at encode time (the decoder is unchanged): gradient descent on
+    the latents y for lambda * 255^2 * MSE + bpp, with SGA rounding whose temperature
+    anneals from 0.5 towards 0. Returns the refined (gained) latents for codec/image.compress."""
+    lam = model.lambda_at(level)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        return _refine(model, x, level, steps, lr, lam, progress)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+def _refine(model, x, level, steps, lr, lam, progress) -> torch.Tensor:
+    with torch.no_grad():
+        y0 = model.analysis(x) * model.gain(model.y_gain, level)
+    y = y0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([y], lr=lr)
+    pixels = x.shape[2] * x.shape[3]
+    for step in range(steps):
+        tau = max(0.5 * math.exp(-4.0 * step / max(steps, 1)), 0.01)
+        out = model.code_latents(y, level, soft_round=lambda v: sga_round(v, tau))
+        bpp = sum(-lik.log2().sum() for lik in out["likelihoods"].values()) / pixels
+        loss = lam * 255**2 * F.mse_loss(out["x_hat"], x) + bpp
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress:
+            progress(step + 1)
+    return y.detach()
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def shipped_weights() -> Path:
+    """The trained weights that ship in the package (models/weights/mlic.safetensors)."""
+    from importlib import resources
+
+    return Path(str(resources.files("ncodec.models") / "weights" / "mlic.safetensors"))
+
+
+def load_weights(path=None) -> MLICv2:
+    """An eval-mode MLICv2 from safetensors weights whose metadata holds its config (as
+    written by ``ncodec train mlic``); ValueError if the file is not such weights."""
+    from safetensors import safe_open
+
+    path = path or shipped_weights()
+    try:
+        with safe_open(str(path), "pt") as f:
+            cfg = MLICConfig(**json.loads(f.metadata()["config"]))
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        model = MLICv2(cfg)
+        model.load_state_dict(state)
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: not MLIC weights ({e})") from None
+    return model.eval()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ncodec.codec.atomic import AtomicPath
-from ncodec.codec.errors import InputError, UsageError
+from ncodec.codec.errors import BitstreamError, InputError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # largest side each image format can store
@@ -89,3 +90,25 @@ def write_image(dst: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | 
         raise UsageError(f"OpenCV cannot write {dst.suffix} files")
     with AtomicPath(dst) as tmp:
         tmp.path.write_bytes(buf.tobytes())
+
+
+# Planes an ncodec bitstream of a still image keeps beside the codec's RGB: any codec's
+# picture keeps its transparency and its grayscale-ness (docs/FORMAT.md).
+ALPHA_SECTION = "ALPH"  # the alpha plane, lossless (zlib), row-major HxW uint8
+GRAY_SECTION = "GRAY"  # empty: the source was grayscale, decode to one channel
+
+
+def pack_alpha(alpha: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(alpha, np.uint8).tobytes(), 9)
+
+
+def unpack_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
+    """The alpha plane of a ``width`` x ``height`` picture; never inflates past its size."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(payload, width * height + 1)
+    except zlib.error:
+        raise BitstreamError("alpha plane is corrupted") from None
+    if len(raw) != width * height or inflater.unconsumed_tail or not inflater.eof:
+        raise BitstreamError("alpha plane does not match the picture size")
+    return np.frombuffer(raw, np.uint8).reshape(height, width)

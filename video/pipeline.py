@@ -27,6 +27,8 @@ from ncodec.codec.errors import BitstreamError, InputError, UsageError
 
 from . import metrics
 from .audio import AUDIO_SECTION, AudioCopier, packet_time, packets_in_time_order, split_file
+from .images import ALPHA_SECTION, GRAY_SECTION, IMAGE_SUFFIXES, check_alpha, check_image_size, pack_alpha
+from .images import read_image, unpack_alpha, write_image
 from .reader import MediaReader
 from .writer import VideoWriter
 
@@ -98,14 +100,16 @@ def resolve_options(codec: registry.Codec, quality: str | None, options: dict) -
 
 
 DEFAULT_VIDEO_CODEC = "stdo"  # the better neural video codec on the README's budget (docs/BENCHMARKS.md)
-DEFAULT_IMAGE_CODEC = "x264"  # until the learned image codec ships weights
+DEFAULT_IMAGE_CODEC = "mlic"
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def default_codec(src: str | os.PathLike) -> str:
     """The codec `ncodec encode` uses when none is named: by the input's kind."""
-    from .images import IMAGE_SUFFIXES
-
-    return DEFAULT_IMAGE_CODEC if Path(src).suffix.lower() in IMAGE_SUFFIXES else DEFAULT_VIDEO_CODEC
+    return DEFAULT_IMAGE_CODEC if is_image(src) else DEFAULT_VIDEO_CODEC
 
 
 def encode_file(
@@ -139,6 +143,12 @@ def encode_file(
             for tag, payload in the_codec.encode(frames, header, {"device": device, "progress": progress}):
                 writer.write(tag, payload)
             audio_bytes = 0
+            if is_image(src):
+                _, alpha, gray = read_image(src)
+                if alpha is not None:
+                    writer.write(ALPHA_SECTION, pack_alpha(alpha))
+                if gray:
+                    writer.write(GRAY_SECTION, b"")
             if audio_out:
                 audio_out.close()
                 for chunk in split_file(audio_path):
@@ -186,6 +196,12 @@ def decode_file(
             ref_frames = ref.frames()
         the_codec = registry.by_tag(header.codec)
         check_output_path(dst, src)
+        if is_image(dst):
+            rgb = _decode_picture(bits, the_codec, dst)
+            if meter is not None and (ref_rgb := next(ref_frames, None)) is not None:
+                meter.add(ref_rgb, rgb)
+            return DecodeResult(path=str(dst), frames=1, seconds=time.perf_counter() - start,
+                                quality=meter.result() if meter else None)  # fmt: skip
         audio_in = None
         if any(e.tag == AUDIO_SECTION for e in bits.index):
             audio_path = Path(scratch) / "audio.mka"
@@ -223,6 +239,27 @@ def decode_file(
     return DecodeResult(
         path=str(dst), frames=writer.frames_written, seconds=time.perf_counter() - start, quality=meter.result() if meter else None
     )
+
+
+def _decode_picture(bits: ContainerReader, codec: registry.Codec, dst) -> np.ndarray:
+    """Decode a one-picture bitstream into the image file ``dst`` (any image format), with
+    its alpha plane and grayscale-ness; returns the RGB picture."""
+    header = bits.header
+    if header.frame_count != 1:
+        raise UsageError(f"the bitstream holds {header.frame_count} frames; decode it to a video file "
+                         "(or one frame with --frame N)")  # fmt: skip
+    check_image_size(dst, header.width, header.height)
+    tags = {e.tag for e in bits.index}
+    alpha = None
+    if ALPHA_SECTION in tags:
+        check_alpha(dst, bits.path)
+        alpha = unpack_alpha(next(bits.sections(ALPHA_SECTION))[1], header.width, header.height)
+    frames = codec.decode(bits.sections(*codec.section_tags()), header)
+    rgb = next(frames, None)
+    if rgb is None or next(frames, None) is not None:
+        raise BitstreamError("the bitstream does not hold exactly the one picture its header declares")
+    write_image(dst, rgb, alpha=alpha, gray=GRAY_SECTION in tags)
+    return rgb
 
 
 def decode_frames(src: str | os.PathLike) -> Iterator[np.ndarray]:

@@ -41,10 +41,7 @@ def train_espcn(
     if scale not in (2, 3, 4):
         raise UsageError("--scale must be 2, 3 or 4")
     out_path = check_output_path(out)
-    try:
-        init_state = load_file(init) if init else None
-    except Exception as e:  # missing file or not safetensors
-        raise InputError(f"--init {init}: cannot load weights ({e})") from None
+    init_state = _load_init(init)
     train_files, val_files = split_photos(data)
     bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
     pairs = {}
@@ -98,6 +95,14 @@ def train_espcn(
     return card
 
 
+def _load_init(init: str | None) -> dict | None:
+    """The state dict of ``--init WEIGHTS`` (safetensors), or None."""
+    try:
+        return load_file(init) if init else None
+    except Exception as e:  # missing file or not safetensors
+        raise InputError(f"--init {init}: cannot load weights ({e})") from None
+
+
 def split_photos(data: str) -> tuple[list[Path], list[Path]]:
     """Training and validation photos: every 25th is held out (fixed), for validation curves."""
     files = image_files(data)
@@ -132,6 +137,8 @@ def train_mlic(
     threads: int | None = None,
     checkpoint: str | None = None,
     resume: bool = False,
+    init: str | None = None,
+    lr: float | None = None,
     progress: bool = False,
 ) -> dict:
     """Train the MLICv2-style image codec on the photos under ``data``; write ``out`` (fp16
@@ -149,6 +156,9 @@ def train_mlic(
     val = [centre_crop(photos[f], 256) for f in val_files]
     val = [v[: v.shape[0] // 64 * 64, : v.shape[1] // 64 * 64] for v in val if min(v.shape[:2]) >= 64]
     cfg = recipe.MLICTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
+    if lr is not None:
+        cfg.lr = lr
+    init_state = _load_init(init)
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
     def report(entry: dict) -> None:
@@ -157,7 +167,7 @@ def train_mlic(
 
     try:
         model, state = recipe.train(cfg, configs[config], [photos[f] for f in train_files], val, checkpoint,
-                                    resume=resume, on_progress=report)  # fmt: skip
+                                    resume=resume, init=init_state, on_progress=report)  # fmt: skip
     except ValueError as e:
         raise InputError(f"{data}: {e}") from None
     tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
@@ -169,7 +179,9 @@ def train_mlic(
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
         "recipe": state["config"] | {
             "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "
-                       f"--crop {crop} --batch {batch} --seed {seed}" + (" --resume" if resume else ""),
+                       f"--crop {crop} --batch {batch} --seed {seed} --lr {cfg.lr}" + (" --resume" if resume else "")
+                       + (f" --init {init}" if init else ""),
+            "init": f"continued from {init}" if init else "random initialisation",
             "lambdas": list(recipe.MLICv2.LAMBDAS),
             "loss": "lambda * 255^2 * MSE + bpp (likelihoods of y and z), aux loss on the bottleneck quantiles",
         },

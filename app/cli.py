@@ -115,9 +115,30 @@ def _cmd_upscale(args) -> int:
     return EXIT_OK
 
 
+def _cmd_dereflect(args) -> int:
+    from ncodec.video.dereflect import dereflect_file
+
+    result = dereflect_file(args.input, args.output, method=args.method, tile=args.tile,
+                            max_pixels=args.max_pixels, threshold=args.threshold, progress=not args.quiet)  # fmt: skip
+    if not args.quiet:
+        print(result.summary())
+    return EXIT_OK
+
+
 def _cmd_train(args) -> int:
     from ncodec.video.training import train_espcn, train_mlic
 
+    if args.model == "dereflect":
+        from ncodec.video.training import train_dereflect
+
+        card = train_dereflect(args.data, args.out, minutes=args.minutes, crop=args.crop or 160, batch=args.batch or 8,
+                               seed=args.seed, threads=args.threads, checkpoint=args.checkpoint, resume=args.resume,
+                               init=args.init, lr=args.lr, progress=not args.quiet)  # fmt: skip
+        if not args.quiet:
+            val = card["history"][-1]["val_psnr"] if card["history"] else {}
+            print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR "
+                  f"{val.get('net', float('nan')):.2f} dB (input {val.get('input', float('nan')):.2f} dB)")  # fmt: skip
+        return EXIT_OK
     if args.model == "mlic":
         card = train_mlic(
             args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128,
@@ -145,6 +166,7 @@ def _cmd_train(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ncodec import video  # noqa: F401  (registers the codecs, so --help can list them)
+    from ncodec.video.dereflect import DEFAULT_MAX_PIXELS
 
     common = _Parser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
@@ -224,13 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--preset", help="speed preset of the video output's encoder")
     u.set_defaults(func=_cmd_upscale)
 
+    d = sub.add_parser("dereflect", parents=[common], help="remove reflections from a photo taken through glass",
+                       description="Restore the scene behind the glass in the photo IN (up to 8K and beyond, "
+                                   "in tiles) and write OUT (png, jpg, webp, ...).")  # fmt: skip
+    d.add_argument("input", metavar="IN")
+    d.add_argument("output", metavar="OUT")
+    d.add_argument("--method", default="auto", choices=["auto", "net", "classic"],
+                   help="net: the trained network; classic: fast DCT-domain method (Yang et al. 2019); "
+                        "auto: net when its weights are installed")  # fmt: skip
+    d.add_argument("--tile", type=int, default=512, help="net: tile side in pixels (default 512)")
+    d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger pictures (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
+    d.add_argument("--threshold", type=float, default=0.05, help="classic: gradient threshold (default 0.05)")
+    d.set_defaults(func=_cmd_dereflect)
+
     t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
                        description="Train MODEL on a folder of photos and write fp16 safetensors weights "
                                    "plus a JSON model card (OUT with .json).")  # fmt: skip
-    t.add_argument("model", choices=["espcn", "mlic"])
+    t.add_argument("model", choices=["espcn", "mlic", "dereflect"])
     t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
     t.add_argument("--config", default="small", choices=["small", "paper"], help="mlic: model size (default small)")
-    t.add_argument("--crop", type=int, help="mlic: training crop side (default 128)")
+    t.add_argument("--crop", type=int, help="mlic/dereflect: training crop side (default 128/160)")
     t.add_argument("--data", required=True, help="folder of training photos (searched recursively)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (default 20)")

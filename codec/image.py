@@ -65,7 +65,7 @@ def compress(model, x, level: float, y=None) -> tuple[CodedImage, "object"]:
     from ncodec.models.mlicv2 import checkerboard
 
     with torch.inference_mode():
-        y = model.analysis(x) * model.gain(model.y_gain, level) if y is None else y
+        y = model.analysis_tiled(x) * model.gain(model.y_gain, level) if y is None else y
         z = model.h_a(y) * model.gain(model.z_gain, level)
         z_strings = model.entropy_bottleneck.compress(z)
         z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
@@ -90,7 +90,7 @@ def compress(model, x, level: float, y=None) -> tuple[CodedImage, "object"]:
                 crc = zlib.crc32(sym.numpy().astype("<i4").tobytes(), crc)
                 y_hat = torch.where(sel, symbols + means, y_hat)
             decoded.append(y_hat + slice_model.residual(hyper, prev, y_hat))
-        x_hat = model.synthesis(torch.cat(decoded, dim=1) * model.gain(model.y_inverse, level))
+        x_hat = model.synthesis_tiled(torch.cat(decoded, dim=1) * model.gain(model.y_inverse, level))
     return CodedImage(z_strings[0], encoder.flush(), tuple(z.shape[-2:]), crc), x_hat.clamp(0, 1)
 
 
@@ -132,7 +132,7 @@ def decompress(model, coded: CodedImage, level: float):
             decoded.append(y_hat + slice_model.residual(hyper, prev, y_hat))
         if crc != coded.y_crc:
             raise BitstreamError("image stream is corrupted (symbol checksum mismatch)")
-        x_hat = model.synthesis(torch.cat(decoded, dim=1) * model.gain(model.y_inverse, level))
+        x_hat = model.synthesis_tiled(torch.cat(decoded, dim=1) * model.gain(model.y_inverse, level))
     return x_hat.clamp(0, 1)
 
 

@@ -75,12 +75,20 @@ SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32, half_res_b
 
 
 class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each position. Not over space as well (PoolFormer's
+    GroupNorm(1)): a codec must treat a 128-px training crop and a 6000-px photo alike,
+    and a decoder that works in tiles must not depend on whole-picture statistics."""
+
     def __init__(self, dim: int):
         super().__init__()
-        self.norm = nn.GroupNorm(1, dim)  # normalises over channels and space, like the MetaFormer's "LayerNorm"
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x):
-        return self.norm(x)
+        mean = x.mean(1, keepdim=True)
+        centred = x - mean
+        x = centred * torch.rsqrt(centred.pow(2).mean(1, keepdim=True) + 1e-6)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class MetaFormerBlock(nn.Module):
@@ -317,6 +325,17 @@ class MLICv2(nn.Module):
         x = self.g_s(y)
         return x if self.dct is None else x + self.dct.forward_synthesis(y)
 
+    TILE = 64  # latent pixels (1024 picture pixels) per tile of the tiled transforms
+    TILE_MARGIN = 6  # latent pixels of context per side: more than either transform's receptive field
+
+    def analysis_tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`analysis` in overlapping tiles: the same result (to float rounding) in
+        memory bounded by the tile, for pictures of any size."""
+        return _tiled(self.analysis, x, 16, 1, self.TILE, self.TILE_MARGIN)
+
+    def synthesis_tiled(self, y: torch.Tensor) -> torch.Tensor:
+        return _tiled(self.synthesis, y, 1, 16, self.TILE, self.TILE_MARGIN)
+
     def forward(self, x: torch.Tensor, level: float | torch.Tensor) -> dict:
         """Training pass: reconstruction and likelihoods (additive noise for the rates,
         straight-through rounding of y - mean for the decoder's inputs, as in ELIC/MLIC)."""
@@ -356,6 +375,28 @@ class MLICv2(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+
+def _tiled(f, inp: torch.Tensor, unit_in: int, unit_out: int, tile: int, margin: int) -> torch.Tensor:
+    """Apply the convolutional ``f`` tile by tile. Sizes count latent pixels: one is
+    ``unit_in`` pixels of ``inp`` and ``unit_out`` of the result. Each tile is computed
+    with ``margin`` of real context per side (none at the picture's edges, as untiled)."""
+    gh, gw = inp.shape[-2] // unit_in, inp.shape[-1] // unit_in
+    if gh <= tile and gw <= tile:
+        return f(inp)
+    out = None
+    for top in range(0, gh, tile):
+        for left in range(0, gw, tile):
+            bottom, right = min(top + tile, gh), min(left + tile, gw)
+            t0, l0 = max(top - margin, 0), max(left - margin, 0)
+            t1, l1 = min(bottom + margin, gh), min(right + margin, gw)
+            piece = f(inp[..., t0 * unit_in : t1 * unit_in, l0 * unit_in : l1 * unit_in])
+            if out is None:
+                out = piece.new_empty(*piece.shape[:2], gh * unit_out, gw * unit_out)
+            out[..., top * unit_out : bottom * unit_out, left * unit_out : right * unit_out] = piece[
+                ..., (top - t0) * unit_out : (bottom - t0) * unit_out, (left - l0) * unit_out : (right - l0) * unit_out
+            ]
+    return out
 
 
 def _wide(t: torch.Tensor) -> torch.Tensor:

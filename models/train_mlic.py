@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .crops import CropSampler
 from .mlicv2 import MLICConfig, MLICv2
 from .precision import bf16_useful
 
@@ -52,27 +53,6 @@ def rate_distortion(model: MLICv2, x: torch.Tensor, levels: torch.Tensor) -> tup
     loss = (lam * 255**2 * mse_each).mean() + bpp
     mse = mse_each.mean().item()
     return loss, {"bpp": bpp.item(), "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
-
-
-class CropSampler:
-    def __init__(self, images: list[np.ndarray], crop: int, seed: int):
-        self.images = [im for im in images if min(im.shape[:2]) >= crop]
-        if not self.images:
-            raise ValueError(f"no training image is at least {crop} px on its short side")
-        area = np.array([im.shape[0] * im.shape[1] for im in self.images], np.float64)
-        self.weights, self.crop = area / area.sum(), crop
-        self.rng = np.random.default_rng(seed)
-
-    def batch(self, n: int) -> torch.Tensor:
-        c, out = self.crop, []
-        for i in self.rng.choice(len(self.images), size=n, p=self.weights):
-            im = self.images[i]
-            y, x = int(self.rng.integers(0, im.shape[0] - c + 1)), int(self.rng.integers(0, im.shape[1] - c + 1))
-            patch = im[y : y + c, x : x + c]
-            if self.rng.integers(0, 2):
-                patch = patch[:, ::-1]
-            out.append(np.ascontiguousarray(patch))
-        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 
 
 @torch.no_grad()

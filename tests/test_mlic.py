@@ -242,3 +242,16 @@ def test_stream_from_other_weights_is_refused(tmp_path, photo_rgba):
         w.close(frame_count=1)
     proc = run("decode", forged, tmp_path / "f.png")
     assert proc.returncode != 0 and "other MLIC weights" in proc.stderr and not (tmp_path / "f.png").exists()
+
+
+def test_tiled_transforms_equal_the_whole_picture(monkeypatch):
+    """Large photos go through the transforms in tiles; the seams must not show."""
+    torch.manual_seed(3)
+    model = MLICv2(TINY).double().eval()
+    x = torch.rand(1, 3, 192, 320, dtype=torch.float64)
+    with torch.no_grad():
+        y, x_hat = model.analysis(x), model.synthesis(model.analysis(x))
+        monkeypatch.setattr(MLICv2, "TILE", 3)  # 48-px tiles: several per side, with margins
+        y_tiled = model.analysis_tiled(x)
+        x_tiled = model.synthesis_tiled(y)
+    assert torch.allclose(y_tiled, y, atol=1e-10) and torch.allclose(x_tiled, x_hat, atol=1e-10)

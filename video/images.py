@@ -19,9 +19,10 @@ _IMAGE_LIMITS = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".webp": 1638
 _ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, bool]:
+def read_image(path: str | os.PathLike, *, allow_16bit: bool = True) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """(HxWx3 uint8 RGB, HxW alpha or None, was grayscale). Grayscale becomes RGB; 16-bit
-    is scaled to 8; EXIF orientation is applied (OpenCV's default)."""
+    is scaled to 8 (or refused, for a caller that would silently lose the depth); EXIF
+    orientation is applied (OpenCV's default)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file")
@@ -31,6 +32,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, 
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise InputError(f"{p}: not an image OpenCV can read")
+    if img.dtype == np.uint16 and not allow_16bit:
+        raise InputError(f"{p}: 16-bit images are not supported here; convert it to 8 bits first")
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:

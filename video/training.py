@@ -193,3 +193,67 @@ def train_mlic(
     }
     write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())})
     return card
+
+
+def train_dereflect(
+    data: str,
+    out: str,
+    *,
+    minutes: float = 60.0,
+    crop: int = 160,
+    batch: int = 8,
+    seed: int = 0,
+    threads: int | None = None,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    init: str | None = None,
+    lr: float | None = None,
+    progress: bool = False,
+) -> dict:
+    """Train the reflection-removal network on blends synthesized from the photos under
+    ``data``; write ``out`` (fp16 safetensors) and its model card. Returns the card."""
+    from ncodec.models import train_rrformer as recipe
+    from ncodec.models.rrformer import RRConfig, count_parameters
+
+    out_path = check_output_path(out)
+    init_state = _load_init(init)
+    train_files, val_files = split_photos(data)
+    bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
+    photos = {f: read_image(f)[0] for f in bar}
+    cfg = recipe.RRTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
+    if lr is not None:
+        cfg.lr = lr
+    model_cfg = RRConfig()
+    checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
+
+    def report(entry: dict) -> None:
+        if progress:
+            print(json.dumps(entry), file=sys.stderr, flush=True)
+
+    try:
+        model, state = recipe.train(cfg, model_cfg, [photos[f] for f in train_files], [photos[f] for f in val_files],
+                                    checkpoint, resume=resume, init=init_state, on_progress=report)  # fmt: skip
+    except ValueError as e:
+        raise InputError(f"{data}: {e}") from None
+    tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    card = {
+        "model": "RRFormer-style reflection removal (models/rrformer.py)",
+        "config": model_cfg.to_json(),
+        "parameters": count_parameters(model),
+        "weights": "fp16 safetensors",
+        "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files),
+                          "blends": "synthesized on the fly (models/train_rrformer.py)"},  # fmt: skip
+        "recipe": state["config"] | {
+            "command": f"ncodec train dereflect --data {data} --out {out} --minutes {minutes} --crop {crop} "
+                       f"--batch {batch} --seed {seed} --lr {cfg.lr}" + (" --resume" if resume else "")
+                       + (f" --init {init}" if init else ""),
+            "loss": "L1(T) + 0.5 L1(grad T) + 0.5 L1(R) + 0.2 exclusion(T, R)",
+        },
+        "steps": state["step"],
+        "wall_seconds": round(state["elapsed"], 1),
+        "history": state["history"],
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{torch.get_num_threads()} torch threads, CPU",
+    }
+    write_model(out_path, tensors, card, {"config": json.dumps(model_cfg.to_json())})
+    return card

@@ -1,0 +1,121 @@
+"""The learned image codec against JPEG, WebP, HEVC-intra (x265) and AV1-intra (SVT-AV1):
+RD curves through the project's harness (`ncodec bench`, real bitstreams, one run) on
+Set14 and on ten photos kept out of training, BD-rate of mlic against each peer, the
+model's size, what per-image refinement (SGA) buys and costs, and the training curve
+from the model card.
+
+    python benchmarks/mlic_rd.py --data ../shared/data --out docs/bench/mlic
+
+Held-out photos: the last ten of the training recipe's validation split
+(video/training.split_photos), centre-cropped to at most 768x512 so that the float64
+codec finishes in minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ncodec.codec.image import compress, pad_to_multiple, shipped_model, to_tensor, to_uint8
+from ncodec.models.mlicv2 import count_parameters, refine_latents, shipped_weights
+from ncodec.video import bench, metrics
+from ncodec.video.images import read_image
+from ncodec.video.training import split_photos
+
+PEERS = ["jpeg", "webp", "x265", "av1"]
+
+
+def heldout_folder(data: Path, dst: Path, count: int = 10) -> Path:
+    _, val = split_photos(str(data / "train"))
+    for f in val[-count:]:
+        rgb = read_image(f)[0]
+        h, w = rgb.shape[:2]
+        top, left = max(0, (h - 512) // 2), max(0, (w - 768) // 2)
+        cv2.imwrite(str(dst / f"{f.stem}.png"), cv2.cvtColor(rgb[top : top + 512, left : left + 768], cv2.COLOR_RGB2BGR))
+    return dst
+
+
+def bd_against_peers(result: dict) -> dict:
+    rows = result["rows"]
+    curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
+             for c in PEERS + ["mlic"]}  # fmt: skip
+    out = {}
+    for peer in PEERS:
+        try:
+            out[peer] = metrics.bd_rate(*curve[peer], *curve["mlic"])
+        except ValueError:
+            out[peer] = None
+    return out
+
+
+def refinement(folder: Path, level: float, steps: int, count: int) -> list[dict]:
+    """RD cost with and without SGA refinement on the first ``count`` images (real rANS bytes)."""
+    model64, model32 = shipped_model(), shipped_model("float32")
+    rows = []
+    for path in sorted(folder.glob("*.png"))[:count]:
+        rgb = read_image(path)[0]
+        h, w = rgb.shape[:2]
+        x = pad_to_multiple(to_tensor(rgb), model64.PAD)
+        entry = {"image": path.name}
+        for name, n in (("plain", 0), ("refined", steps)):
+            start = time.perf_counter()
+            y = refine_latents(model32, x, level, n).double() if n else None
+            seconds = time.perf_counter() - start
+            coded, recon = compress(model64, x.double(), level, y)
+            entry[name] = {"bpp": 8 * (len(coded.y) + len(coded.z)) / (h * w),
+                           "psnr": metrics.psnr(rgb, to_uint8(recon, h, w)), "refine_s": seconds}  # fmt: skip
+        rows.append(entry)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--out", default="docs/bench/mlic")
+    ap.add_argument("--refine-steps", type=int, default=100)
+    ap.add_argument("--refine-images", type=int, default=3)
+    args = ap.parse_args()
+    data, out = Path(args.data), Path(args.out)
+    codecs = PEERS + ["mlic"]
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
+        sets = {"set14": data / "eval/sr/Set14", "heldout": heldout_folder(data, Path(tmp))}
+        for name, folder in sets.items():
+            command = f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
+            bench.run(folder, codecs, points=4, out_dir=out / name, command=command, progress=True)
+            result = json.loads((out / name / "results.json").read_text())
+            bd = bd_against_peers(result)
+            result["bd_rate_mlic_vs"] = bd
+            (out / name / "results.json").write_text(json.dumps(result, indent=2))
+            lines += [f"### {name}", "", (out / name / "results.md").read_text(), "BD-rate of mlic against each peer "
+                      "(PSNR; negative = mlic needs fewer bits):", "", "| peer | BD-rate of mlic |", "|---|---:|"]  # fmt: skip
+            lines += [f"| {p} | {'–' if v is None else format(v, '+.1f') + '%'} |" for p, v in bd.items()] + [""]
+        refine = refinement(data / "eval/sr/Set14", 1.0, args.refine_steps, args.refine_images)
+    size = shipped_weights().stat().st_size
+    lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB (fp16).", ""]
+    lines += [f"Refinement (`--refine {args.refine_steps}`, level 1, first {args.refine_images} Set14 images):", "",
+              "| image | bpp | PSNR dB | refined bpp | refined PSNR dB | refinement s |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in refine:
+        p, q = r["plain"], r["refined"]
+        lines.append(f"| {r['image']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {q['bpp']:.3f} | {q['psnr']:.2f} | {q['refine_s']:.0f} |")
+    card = json.loads(shipped_weights().with_suffix(".json").read_text())
+    lines += ["", "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods):", "",
+              "| minutes | step | " + " | ".join(f"level {lv} bpp / dB" for lv in range(4)) + " |",
+              "|---:|---:|" + "---:|" * 4]  # fmt: skip
+    for h in card["history"]:
+        lines.append(f"| {h['seconds'] / 60:.0f} | {h['step']} | "
+                     + " | ".join(f"{h['val'][str(lv)]['bpp']:.3f} / {h['val'][str(lv)]['psnr']:.2f}" for lv in range(4)) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "refine.json").write_text(json.dumps(refine, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()

@@ -5,7 +5,9 @@ so that a later run resumes exactly (no pickles)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -45,3 +47,47 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, to
                                 "exp_avg": tensors[f"{name}.{i}.exp_avg"],
                                 "exp_avg_sq": tensors[f"{name}.{i}.exp_avg_sq"]}  # fmt: skip
     return state
+
+
+def train_until(
+    minutes: float,
+    val_every: float,
+    state: dict,
+    step: Callable[[float], tuple[torch.Tensor, dict]],
+    evaluate: Callable[[], dict],
+    save: Callable[[], None],
+    on_progress: Callable[[dict], None] | None = None,
+) -> None:
+    """The time-budgeted loop of the recipes: ``step(progress)`` (progress = share of the
+    budget used, for the schedule) until ``minutes`` of wall time including the
+    ``state["elapsed"]`` of earlier runs; every ``val_every`` seconds and at the end, a
+    history entry with ``evaluate()``'s fields, then ``save()`` and ``on_progress``."""
+    budget = minutes * 60
+    start, last_val = time.monotonic() - state["elapsed"], time.monotonic()
+    while (elapsed := time.monotonic() - start) < budget:
+        loss, parts = step(elapsed / budget)
+        state["step"] += 1
+        if time.monotonic() - last_val >= val_every or time.monotonic() - start >= budget:
+            last_val = time.monotonic()
+            state["elapsed"] = time.monotonic() - start
+            entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": loss.item(),
+                     "train": parts} | evaluate()  # fmt: skip
+            state["history"].append(entry)
+            save()
+            if on_progress:
+                on_progress(entry)
+    state["elapsed"] = time.monotonic() - start
+
+
+def load_model(path, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
+    """An eval-mode float32 model from shipped safetensors weights whose metadata holds
+    its config as JSON; ``build(config)`` makes the empty model. ValueError if the file is
+    missing or not such weights."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            model = build(json.loads(f.metadata()["config"]))
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        model.load_state_dict(state)
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: not weights of this model ({e})") from None
+    return model.eval()

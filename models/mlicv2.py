@@ -467,15 +467,6 @@ def shipped_weights() -> Path:
 def load_weights(path=None) -> MLICv2:
     """An eval-mode MLICv2 from safetensors weights whose metadata holds its config (as
     written by ``ncodec train mlic``); ValueError if the file is not such weights."""
-    from safetensors import safe_open
+    from .checkpoint import load_model
 
-    path = path or shipped_weights()
-    try:
-        with safe_open(str(path), "pt") as f:
-            cfg = MLICConfig(**json.loads(f.metadata()["config"]))
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-        model = MLICv2(cfg)
-        model.load_state_dict(state)
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: not MLIC weights ({e})") from None
-    return model.eval()
+    return load_model(path or shipped_weights(), lambda cfg: MLICv2(MLICConfig(**cfg)))

@@ -178,16 +178,6 @@ def shipped_weights() -> Path:
 
 def load_weights(path=None) -> RRFormer:
     """An eval-mode RRFormer from safetensors weights whose metadata holds its config."""
-    from safetensors import safe_open
+    from .checkpoint import load_model
 
-    path = path or shipped_weights()
-    try:
-        with safe_open(str(path), "pt") as f:
-            raw = json.loads(f.metadata()["config"])
-            cfg = RRConfig(**(raw | {"bins": tuple(raw.get("bins", RRConfig.bins))}))
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-        model = RRFormer(cfg)
-        model.load_state_dict(state)
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: not RRFormer weights ({e})") from None
-    return model.eval()
+    return load_model(path or shipped_weights(), lambda cfg: RRFormer(RRConfig(**(cfg | {"bins": tuple(cfg.get("bins", RRConfig.bins))}))))

@@ -15,7 +15,6 @@ likelihoods (the bitstream's real sizes are measured by the benchmark).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, train_until
 from .crops import CropSampler
 from .mlicv2 import MLICConfig, MLICv2
 from .precision import bf16_useful
@@ -118,12 +117,11 @@ def train(
         state = load_checkpoint(checkpoint, model, opts, strict=False) | {"config": asdict(cfg)}
         sampler.rng = np.random.default_rng(cfg.seed + state["step"])
     g = torch.Generator().manual_seed(cfg.seed + state["step"])
-    budget = cfg.minutes * 60
-    start, last_val = time.monotonic() - state["elapsed"], time.monotonic()
     model.train()
-    while (elapsed := time.monotonic() - start) < budget:
+
+    def step(progress: float) -> tuple[torch.Tensor, dict]:
         for group in opts["adam"].param_groups:
-            group["lr"] = _lr_at(cfg, elapsed / budget)
+            group["lr"] = _lr_at(cfg, progress)
         x = sampler.batch(cfg.batch).contiguous(memory_format=layout)
         levels = torch.randint(0, model_cfg.levels, (cfg.batch,), generator=g)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -136,15 +134,8 @@ def train(
         opts["aux"].zero_grad(set_to_none=True)
         aux_loss.backward()
         opts["aux"].step()
-        state["step"] += 1
-        if time.monotonic() - last_val >= cfg.val_every or time.monotonic() - start >= budget:
-            last_val = time.monotonic()
-            state["elapsed"] = time.monotonic() - start
-            entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": loss.item(),
-                     "train": parts, "val": validate(model, val)}  # fmt: skip
-            state["history"].append(entry)
-            save_checkpoint(checkpoint, model, opts, state)
-            if on_progress:
-                on_progress(entry)
-    state["elapsed"] = time.monotonic() - start
+        return loss, parts
+
+    train_until(cfg.minutes, cfg.val_every, state, step, lambda: {"val": validate(model, val)},
+                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress)  # fmt: skip
     return model.to(memory_format=torch.contiguous_format).eval(), state

@@ -19,7 +19,6 @@ CPU computes bf16 natively, checkpoints that a later run resumes from.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, train_until
 from .crops import CropSampler
 from .precision import bf16_useful
 from .rrformer import RRConfig, RRFormer
@@ -179,12 +178,11 @@ def train(
         state = load_checkpoint(checkpoint, model, opts, strict=False) | {"config": asdict(cfg)}
         sampler.rng = np.random.default_rng(cfg.seed + state["step"])
     autocast = cfg.bf16 and bf16_useful("cpu")
-    budget = cfg.minutes * 60
-    start, last_val = time.monotonic() - state["elapsed"], time.monotonic()
     model.train()
-    while (elapsed := time.monotonic() - start) < budget:
+
+    def step(progress: float) -> tuple[torch.Tensor, dict]:
         for group in opts["adam"].param_groups:
-            group["lr"] = _lr_at(cfg, elapsed / budget)
+            group["lr"] = _lr_at(cfg, progress)
         blend, t, r = sampler.batch(cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss, parts = losses(model, blend, t, r)
@@ -192,15 +190,8 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opts["adam"].step()
-        state["step"] += 1
-        if time.monotonic() - last_val >= cfg.val_every or time.monotonic() - start >= budget:
-            last_val = time.monotonic()
-            state["elapsed"] = time.monotonic() - start
-            entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": loss.item(),
-                     "train": parts, "val_psnr": validate(model, val)}  # fmt: skip
-            state["history"].append(entry)
-            save_checkpoint(checkpoint, model, opts, state)
-            if on_progress:
-                on_progress(entry)
-    state["elapsed"] = time.monotonic() - start
+        return loss, parts
+
+    train_until(cfg.minutes, cfg.val_every, state, step, lambda: {"val_psnr": validate(model, val)},
+                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress)  # fmt: skip
     return model.eval(), state

@@ -103,4 +103,4 @@ def test_default_codec_by_input_kind():
     from ncodec.video import default_codec
 
     assert default_codec("clip.mp4") == "stdo" and default_codec("holiday.MKV") == "stdo"
-    assert default_codec("photo.png") == "x264" and default_codec("photo.JPG") == "x264"
+    assert default_codec("photo.png") == "mlic" and default_codec("photo.JPG") == "mlic"

@@ -96,7 +96,7 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
     torch.manual_seed(0)
     with torch.no_grad():
         before, _ = rr_recipe.losses(RRFormer(SMALL_RR).eval(), *fixed)
-    cfg = rr_recipe.RRTrainConfig(minutes=0.3, crop=64, batch=4, val_every=5.0, bf16=False)
+    cfg = rr_recipe.RRTrainConfig(minutes=0.5, crop=64, batch=4, val_every=5.0, bf16=False)
     model, state = rr_recipe.train(cfg, SMALL_RR, photos, photos[:2], tmp_path / "ck.safetensors")
     with torch.no_grad():
         after, _ = rr_recipe.losses(model.eval(), *fixed)

@@ -103,6 +103,23 @@ def _load_init(init: str | None) -> dict | None:
         raise InputError(f"--init {init}: cannot load weights ({e})") from None
 
 
+def _load_photos(data: str, progress: bool) -> tuple[list[Path], list[Path], dict]:
+    """The training and validation files of ``data`` and every photo, decoded once."""
+    train_files, val_files = split_photos(data)
+    bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
+    return train_files, val_files, {f: read_image(f)[0] for f in bar}
+
+
+def _json_lines(progress: bool):
+    """A progress callback that prints each validation entry as one JSON line on stderr."""
+
+    def report(entry: dict) -> None:
+        if progress:
+            print(json.dumps(entry), file=sys.stderr, flush=True)
+
+    return report
+
+
 def split_photos(data: str) -> tuple[list[Path], list[Path]]:
     """Training and validation photos: every 25th is held out (fixed), for validation curves."""
     files = image_files(data)
@@ -150,9 +167,7 @@ def train_mlic(
     if config not in configs:
         raise UsageError(f"--config must be one of {', '.join(configs)}")
     out_path = check_output_path(out)
-    train_files, val_files = split_photos(data)
-    bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
-    photos = {f: read_image(f)[0] for f in bar}
+    train_files, val_files, photos = _load_photos(data, progress)
     val = [centre_crop(photos[f], 256) for f in val_files]
     val = [v[: v.shape[0] // 64 * 64, : v.shape[1] // 64 * 64] for v in val if min(v.shape[:2]) >= 64]
     cfg = recipe.MLICTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
@@ -161,13 +176,9 @@ def train_mlic(
     init_state = _load_init(init)
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
-    def report(entry: dict) -> None:
-        if progress:
-            print(json.dumps(entry), file=sys.stderr, flush=True)
-
     try:
         model, state = recipe.train(cfg, configs[config], [photos[f] for f in train_files], val, checkpoint,
-                                    resume=resume, init=init_state, on_progress=report)  # fmt: skip
+                                    resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
     except ValueError as e:
         raise InputError(f"{data}: {e}") from None
     tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
@@ -217,22 +228,16 @@ def train_dereflect(
 
     out_path = check_output_path(out)
     init_state = _load_init(init)
-    train_files, val_files = split_photos(data)
-    bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
-    photos = {f: read_image(f)[0] for f in bar}
+    train_files, val_files, photos = _load_photos(data, progress)
     cfg = recipe.RRTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
     if lr is not None:
         cfg.lr = lr
     model_cfg = RRConfig()
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
-    def report(entry: dict) -> None:
-        if progress:
-            print(json.dumps(entry), file=sys.stderr, flush=True)
-
     try:
         model, state = recipe.train(cfg, model_cfg, [photos[f] for f in train_files], [photos[f] for f in val_files],
-                                    checkpoint, resume=resume, init=init_state, on_progress=report)  # fmt: skip
+                                    checkpoint, resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
     except ValueError as e:
         raise InputError(f"{data}: {e}") from None
     tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}

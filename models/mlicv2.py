@@ -35,7 +35,6 @@ Only tensors in, tensors out: the bitstream (two rANS passes per slice) is codec
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -22,7 +22,6 @@ Tensors in, tensors out; tiling and files are the caller's (video/dereflect.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

@@ -67,6 +67,16 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(_ms_ssim(ta, tb, data_range=255, win_size=win))
 
 
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (11-px Gaussian window, on RGB, averaged) of two HxWx3 uint8 pictures."""
+    import torch
+    from pytorch_msssim import ssim as _ssim
+
+    ta = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].float()
+    return float(_ssim(ta, tb, data_range=255))
+
+
 def bpp(num_bytes: int, width: int, height: int, frames: int = 1) -> float:
     return num_bytes * 8.0 / (width * height * frames)
 

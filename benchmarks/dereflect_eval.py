@@ -1,0 +1,116 @@
+"""Reflection removal: quality on the CEILNet synthetic set and on synthetic UHD blends
+of photos kept out of training, and wall time / peak memory for 4K and 8K photos, for the
+untouched input, the classical method and the network (when its weights are installed).
+
+    python benchmarks/dereflect_eval.py --data ../shared/data --out docs/bench/dereflect
+
+CEILNet: each `*-input.png` against its `*-label1.png` (the transmission). UHD blends:
+the last held-out photos of the training split (video/training.split_photos), resized to
+3840x2160 and blended by the training recipe's own synthesis (fixed seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ncodec.models.reflection_classic import suppress_reflection
+from ncodec.models.train_rrformer import synthesize
+from ncodec.video import metrics
+from ncodec.video.bench import PeakMemory, save_results
+from ncodec.video.dereflect import dereflect_network, network_available
+from ncodec.video.images import read_image
+from ncodec.video.training import split_photos
+
+
+def methods() -> dict:
+    out = {"input": lambda rgb: rgb, "classic": suppress_reflection}
+    if network_available():
+        from ncodec.models.rrformer import load_weights
+
+        model = load_weights()
+        out["net"] = lambda rgb: dereflect_network(rgb, model)
+    return out
+
+
+def score(pairs: list[tuple[np.ndarray, np.ndarray]], fns: dict) -> dict:
+    rows = {}
+    for name, fn in fns.items():
+        psnrs, ssims = [], []
+        for blend, truth in pairs:
+            out = fn(blend)
+            psnrs.append(metrics.psnr(truth, out))
+            ssims.append(metrics.ssim(truth, out))
+        rows[name] = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+    return rows
+
+
+def uhd_blends(data: Path, count: int, size: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    _, val = split_photos(str(data / "train"))
+    rng = np.random.default_rng(0)
+    photos = [cv2.resize(read_image(f)[0], size, interpolation=cv2.INTER_CUBIC) for f in val[-(count + 1) :]]
+    pairs = []
+    for t, r in zip(photos[:-1], photos[1:]):
+        blend, truth, _ = synthesize(_tensor(t), _tensor(r), rng)
+        pairs.append((_uint8(blend), _uint8(truth)))
+    return pairs
+
+
+def _tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    return (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--out", default="docs/bench/dereflect")
+    ap.add_argument("--uhd-count", type=int, default=3)
+    args = ap.parse_args()
+    data = Path(args.data)
+    fns = methods()
+    folder = data / "eval/reflection/ceilnet_synthetic"
+    pairs = [(read_image(f)[0], read_image(f.with_name(f.name.replace("-input", "-label1")))[0])
+             for f in sorted(folder.glob("*-input.png"))]  # fmt: skip
+    result = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads",
+              "ceilnet": score(pairs, fns), "ceilnet_images": len(pairs),
+              "uhd_blends": score(uhd_blends(data, args.uhd_count, (3840, 2160)), fns)}  # fmt: skip
+    speed = []
+    photo = read_image(split_photos(str(data / "train"))[1][-1])[0]
+    for name, size in (("4K", (3840, 2160)), ("8K", (7680, 4320))):
+        big = cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC)
+        for method, fn in fns.items():
+            if method == "input":
+                continue
+            with PeakMemory() as mem:
+                start = time.perf_counter()
+                fn(big)
+                seconds = time.perf_counter() - start
+            speed.append({"picture": name, "method": method, "seconds": seconds, "peak_mib": mem.peak_mib})
+    result["speed"] = speed
+    lines = [f"Date: {result['date']}. Machine: {result['machine']}.",
+             "Reproduce: `python benchmarks/dereflect_eval.py --data ../shared/data --out docs/bench/dereflect`", "",
+             "| method | CEILNet synthetic PSNR dB | SSIM | UHD blends PSNR dB | SSIM |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for m in fns:
+        c, u = result["ceilnet"][m], result["uhd_blends"][m]
+        lines.append(f"| {m} | {c['psnr']:.2f} | {c['ssim']:.4f} | {u['psnr']:.2f} | {u['ssim']:.4f} |")
+    lines += ["", "| picture | method | seconds | peak memory MiB |", "|---|---|---:|---:|"]
+    lines += [f"| {s['picture']} | {s['method']} | {s['seconds']:.1f} | {s['peak_mib']:.0f} |" for s in speed]
+    table = "\n".join(lines) + "\n"
+    save_results(args.out, result, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

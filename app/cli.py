@@ -125,6 +125,18 @@ def _cmd_dereflect(args) -> int:
     return EXIT_OK
 
 
+def _cmd_app(args) -> int:
+    try:
+        from ncodec.app import web
+    except ImportError as e:  # gradio is an optional extra
+        raise UsageError(f"the web app needs gradio: pip install 'ncodec[app]' ({e.name} is missing)") from None
+    if not 1 <= args.port <= 65535:
+        raise UsageError("--port must be in 1..65535")
+    print(f"ncodec app on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    web.serve(args.host, args.port, concurrency=args.concurrency)
+    return EXIT_OK
+
+
 def _cmd_train(args) -> int:
     from ncodec.video.training import train_espcn, train_mlic
 
@@ -259,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse larger pictures (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
     d.add_argument("--threshold", type=float, default=0.05, help="classic: gradient threshold (default 0.05)")
     d.set_defaults(func=_cmd_dereflect)
+
+    w = sub.add_parser("app", parents=[common], help="serve the browser app (Gradio)",
+                       description="Serve the upscale / restore / compress / video-codec web app.")  # fmt: skip
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, default=7860)
+    w.add_argument("--concurrency", type=int, default=1, help="jobs run at once; the rest wait in the queue")
+    w.set_defaults(func=_cmd_app)
 
     t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
                        description="Train MODEL on a folder of photos and write fp16 safetensors weights "

@@ -1,0 +1,271 @@
+"""`ncodec app`: the browser front end (Gradio Blocks), four tabs over ncodec.video.
+
+Every tab is one plain function (also reachable through Gradio's API under the
+``api_name`` given below) that checks its upload, runs the file pipeline into a job
+folder of the app's own temporary directory and returns file paths. Long jobs report
+progress through the pipelines' tqdm bars (``gr.Progress(track_tqdm=True)``) and run in
+Gradio's queue, one at a time by default: the two CPU cores are the limit.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from ncodec.codec.errors import NcodecError
+
+MAX_UPLOAD = "300mb"
+MAX_IMAGE_PIXELS = 7680 * 4320 * 2  # 8K photos and a little more
+MAX_VIDEO_SECONDS = 20.0  # videos are CPU-heavy here: keep a web job within minutes
+MAX_VIDEO_PIXELS = 1920 * 1080
+VIDEO_CODECS = ("x264", "x265", "av1", "stdo", "hnerv")
+
+_ROOT: Path | None = None
+
+
+def app_root() -> Path:
+    """The app's own temporary folder: uploads (Gradio's cache) and job outputs live here only."""
+    global _ROOT
+    if _ROOT is None:
+        _ROOT = Path(tempfile.mkdtemp(prefix="ncodec-app-"))
+    return _ROOT
+
+
+def _job() -> Path:
+    jobs = app_root() / "jobs"
+    jobs.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=jobs))
+
+
+def _fail(message: str):
+    raise gr.Error(message, print_exception=False)
+
+
+def _media(path: str | None, kind: str | None = None):
+    """MediaInfo of an upload, refusing what is missing, not media, of the wrong kind or too large."""
+    from ncodec.video import probe
+
+    if not path:
+        _fail("upload a file first")
+    try:
+        info = probe(path)
+    except NcodecError as e:
+        _fail(f"{Path(path).name} is not an image or video ncodec can read ({e})")
+    if kind == "image" and not info.is_image:
+        _fail(f"{Path(path).name} is a video; this tab takes a photo")
+    if kind == "video" and info.is_image:
+        _fail(f"{Path(path).name} is a still image; this tab takes a video")
+    if info.is_image and info.width * info.height > MAX_IMAGE_PIXELS:
+        _fail(f"{info.width}x{info.height} is over the app's limit of {MAX_IMAGE_PIXELS:,} pixels")
+    if not info.is_image:
+        if info.width * info.height > MAX_VIDEO_PIXELS:
+            _fail(f"{info.width}x{info.height} video is over the app's limit of 1920x1080")
+        if (info.duration or 0) > MAX_VIDEO_SECONDS:
+            _fail(f"the video lasts {info.duration:.0f} s; the app takes at most {MAX_VIDEO_SECONDS:.0f} s")
+    return info
+
+
+def _run(fn, *args, **kwargs):
+    """Call a pipeline; its one-line errors become the page's error message."""
+    try:
+        return fn(*args, **kwargs)
+    except NcodecError as e:
+        _fail(str(e))
+
+
+def upscale(path: str, scale: int, progress=gr.Progress(track_tqdm=True)):
+    """Upscale an image or a video. Returns (before/after pair for images or None, the
+    video for videos or None, a summary, the result file)."""
+    from ncodec.video.upscale import upscale_file
+
+    info = _media(path)
+    scale = int(scale)
+    suffix = ".png" if info.is_image else ".mp4"
+    out = _job() / f"{Path(path).stem}_x{scale}{suffix}"
+    result = _run(upscale_file, path, out, scale, progress=True)
+    summary = f"{info.width}x{info.height} → {result.width}x{result.height} in {result.seconds:.1f} s"
+    if not info.is_image:
+        return None, str(out), summary, str(out)
+    before = out.with_name(f"{Path(path).stem}_bicubic.png")  # same size as the result, for the slider
+    rgb = cv2.imread(path, cv2.IMREAD_COLOR)
+    cv2.imwrite(str(before), cv2.resize(rgb, (result.width, result.height), interpolation=cv2.INTER_CUBIC))
+    return (str(before), str(out)), None, summary + " (left: bicubic, right: ESPCN)", str(out)
+
+
+def restore(path: str, method: str, progress=gr.Progress(track_tqdm=True)):
+    """Remove reflections from a photo. Returns (before/after pair, summary, result file)."""
+    from ncodec.video.dereflect import dereflect_file
+
+    _media(path, "image")
+    out = _job() / f"{Path(path).stem}_restored.png"
+    result = _run(dereflect_file, path, out, method=method, progress=True)
+    return (path, str(out)), f"{result.width}x{result.height}, method {result.method}, {result.seconds:.1f} s", str(out)
+
+
+def _same_size_peer(rgb: np.ndarray, codec: str, budget: int) -> tuple[bytes, np.ndarray, int]:
+    """The classical peer at the highest quality whose file is at most ``budget`` bytes
+    (its smallest, q=1, when none is)."""
+    from ncodec.video.bench import IMAGE_PEERS
+
+    lo, hi, best = 1, 100, None
+    while lo <= hi:  # file size grows with the quality setting
+        q = (lo + hi) // 2
+        data, out = IMAGE_PEERS[codec](rgb, q)
+        if len(data) <= budget:
+            best, lo = (data, out, q), q + 1
+        else:
+            hi = q - 1
+    return best or (*IMAGE_PEERS[codec](rgb, 1), 1)
+
+
+def compress_image(path: str, level: float, progress=gr.Progress(track_tqdm=True)):
+    """MLIC at ``level`` next to JPEG and WebP at the same byte size. Returns (MLIC image,
+    JPEG image, WebP image, a table, the .bin)."""
+    from ncodec.video import decode_file, encode_file, metrics
+
+    info = _media(path, "image")
+    job = _job()
+    bits = job / f"{Path(path).stem}.bin"
+    mlic_png = job / "mlic.png"
+    start = time.perf_counter()
+    enc = _run(encode_file, path, bits, "mlic", options={"level": float(level)}, progress=True)
+    _run(decode_file, bits, mlic_png)
+    seconds = time.perf_counter() - start
+    rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    pixels = info.width * info.height
+    rows = [("MLIC", enc.bytes, metrics.psnr(rgb, cv2.cvtColor(cv2.imread(str(mlic_png)), cv2.COLOR_BGR2RGB)),
+             f"level {float(level):g}, {seconds:.1f} s")]  # fmt: skip
+    paths = [str(mlic_png)]
+    for codec in ("jpeg", "webp"):
+        data, out, q = _same_size_peer(rgb, codec, enc.bytes)
+        peer_png = job / f"{codec}.png"
+        cv2.imwrite(str(peer_png), cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        rows.append((codec.upper(), len(data), metrics.psnr(rgb, out), f"quality {q}"))
+        paths.append(str(peer_png))
+    table = "| codec | bytes | bpp | PSNR dB | setting |\n|---|---:|---:|---:|---|\n" + "\n".join(
+        f"| {name} | {size:,} | {size * 8 / pixels:.3f} | {psnr:.2f} | {setting} |" for name, size, psnr, setting in rows
+    )
+    return *paths, table, str(bits)
+
+
+def decode_image(path: str, progress=gr.Progress(track_tqdm=True)):
+    """Decode an uploaded ncodec image bitstream. Returns (the picture, a summary)."""
+    from ncodec.video import decode_file, describe
+
+    if not path:
+        _fail("upload a .bin file first")
+    info = _run(describe, path)
+    if info.get("kind") != "ncodec bitstream" or info.get("frame_count") != 1:
+        _fail(f"{Path(path).name} is not an ncodec image bitstream")
+    out = _job() / f"{Path(path).stem}.png"
+    result = _run(decode_file, path, out)
+    return str(out), f"{info['width']}x{info['height']} ({info['codec']}), decoded in {result.seconds:.1f} s"
+
+
+def encode_video(path: str, codec: str, budget: float, progress=gr.Progress(track_tqdm=True)):
+    """Encode a short clip. Returns (a summary, the decoded clip, the .bin)."""
+    from ncodec.video import decode_file, encode_file
+
+    _media(path, "video")
+    if codec not in VIDEO_CODECS:
+        _fail(f"codec must be one of {', '.join(VIDEO_CODECS)}")
+    job = _job()
+    bits, back = job / f"{Path(path).stem}.bin", job / "decoded.mp4"
+    options = {"time_budget": float(budget)} if codec in ("stdo", "hnerv") else {}
+    enc = _run(encode_file, path, bits, codec, options=options, progress=True)
+    dec = _run(decode_file, bits, back, reference=path, crf=16)
+    q = dec.quality or {}
+    summary = (f"{codec}: {enc.bytes:,} bytes, {enc.kbps:.0f} kbit/s, PSNR {q.get('psnr', float('nan')):.2f} dB, "
+               f"MS-SSIM {q.get('ms_ssim', float('nan')):.4f}; encoded in {enc.seconds:.1f} s")  # fmt: skip
+    return summary, str(back), str(bits)
+
+
+def decode_video(path: str, progress=gr.Progress(track_tqdm=True)):
+    """Decode an uploaded ncodec video bitstream. Returns (the clip, a summary)."""
+    from ncodec.video import decode_file, describe
+
+    if not path:
+        _fail("upload a .bin file first")
+    info = _run(describe, path)
+    if info.get("kind") != "ncodec bitstream":
+        _fail(f"{Path(path).name} is not an ncodec bitstream")
+    out = _job() / f"{Path(path).stem}.mp4"
+    result = _run(decode_file, path, out, crf=16)
+    return str(out), f"{info['frame_count']} frames {info['width']}x{info['height']} ({info['codec']}) in {result.seconds:.1f} s"
+
+
+def build():
+    """The Blocks app (not launched)."""
+    with gr.Blocks(title="ncodec") as demo:
+        gr.Markdown("# ncodec\nNeural upscaling, reflection removal and compression, on this machine.")
+        with gr.Tab("Upscale"):
+            with gr.Row():
+                up_in = gr.File(label="Image or video", file_types=["image", "video"], elem_id="upscale-input")
+                up_scale = gr.Radio([2, 3, 4], value=2, label="Scale")
+            up_go = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
+            up_slider = gr.ImageSlider(label="Before / after", elem_id="upscale-slider")
+            up_video = gr.Video(label="Upscaled video")
+            up_info = gr.Markdown(elem_id="upscale-info")
+            up_file = gr.File(label="Download")
+            up_go.click(upscale, [up_in, up_scale], [up_slider, up_video, up_info, up_file],
+                        api_name="upscale")  # fmt: skip
+        with gr.Tab("Restore"):
+            with gr.Row():
+                re_in = gr.Image(label="Photo through glass", type="filepath", elem_id="restore-input")
+                re_method = gr.Radio(["auto", "net", "classic"], value="auto", label="Method")
+            re_go = gr.Button("Remove reflections", variant="primary", elem_id="restore-run")
+            re_slider = gr.ImageSlider(label="Before / after", elem_id="restore-slider")
+            re_info = gr.Markdown(elem_id="restore-info")
+            re_file = gr.File(label="Download")
+            re_go.click(restore, [re_in, re_method], [re_slider, re_info, re_file], api_name="restore")
+        with gr.Tab("Compress image"):
+            with gr.Row():
+                ci_in = gr.Image(label="Photo", type="filepath", elem_id="compress-input")
+                ci_level = gr.Slider(0, 3, value=1, step=0.25, label="MLIC rate level (0 smallest, 3 best)")
+            ci_go = gr.Button("Compress", variant="primary", elem_id="compress-run")
+            with gr.Row():
+                ci_mlic, ci_jpeg, ci_webp = (gr.Image(label=n, type="filepath") for n in ("MLIC", "JPEG", "WebP"))
+            ci_table = gr.Markdown(elem_id="compress-table")
+            ci_bits = gr.File(label="MLIC bitstream (.bin)")
+            ci_go.click(compress_image, [ci_in, ci_level], [ci_mlic, ci_jpeg, ci_webp, ci_table, ci_bits],
+                        api_name="compress_image")  # fmt: skip
+            gr.Markdown("### Decode an image bitstream")
+            di_in = gr.File(label=".bin", file_types=[".bin"])
+            di_go = gr.Button("Decode")
+            di_out, di_info = gr.Image(label="Decoded", type="filepath"), gr.Markdown()
+            di_go.click(decode_image, [di_in], [di_out, di_info], api_name="decode_image")
+        with gr.Tab("Video codec"):
+            with gr.Row():
+                vc_in = gr.Video(label=f"Clip (at most {MAX_VIDEO_SECONDS:.0f} s, 1080p)")
+                with gr.Column():
+                    vc_codec = gr.Dropdown(list(VIDEO_CODECS), value="x264", label="Codec")
+                    vc_budget = gr.Number(value=30, label="Time budget for the neural codecs (s)", minimum=5, maximum=600)
+            vc_go = gr.Button("Encode", variant="primary")
+            vc_info = gr.Markdown()
+            vc_out, vc_bits = gr.Video(label="Decoded"), gr.File(label="Bitstream (.bin)")
+            vc_go.click(encode_video, [vc_in, vc_codec, vc_budget], [vc_info, vc_out, vc_bits],
+                        api_name="encode_video")  # fmt: skip
+            gr.Markdown("### Decode a video bitstream")
+            dv_in = gr.File(label=".bin", file_types=[".bin"])
+            dv_go = gr.Button("Decode")
+            dv_out, dv_info = gr.Video(label="Decoded"), gr.Markdown()
+            dv_go.click(decode_video, [dv_in], [dv_out, dv_info], api_name="decode_video")
+    return demo
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1, block: bool = True):
+    """Build and launch the app; uploads and results stay in the app's temporary folder."""
+    root = app_root()
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build()
+    demo.queue(default_concurrency_limit=concurrency, max_size=32)
+    demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, allowed_paths=[str(root)],
+                prevent_thread_lock=not block, quiet=True, show_error=True)  # fmt: skip
+    return demo

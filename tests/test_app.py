@@ -1,0 +1,156 @@
+"""The browser app: every API function through gradio_client against the app served on
+127.0.0.1 in this test, and end-to-end runs in a real browser (Playwright driving
+Debian's Chromium; CI installs it, elsewhere the browser tests skip when it is absent)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, make_video
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from ncodec.app import web
+
+    port = _free_port()
+    demo = web.serve("127.0.0.1", port, concurrency=1, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return gradio_client.Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("app") / "photo.png"
+    cv2.imwrite(str(path), cv2.imread(str(SAMPLES / "astronaut.png"))[96:224, 160:320])
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", width=96, height=64, frames=8)
+
+
+def _path(value) -> Path:
+    """gradio_client returns files as paths (or dicts holding one)."""
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("video")
+    return Path(value)
+
+
+def test_upscale_image_and_video(client, photo, short_clip):
+    (before, after), video, info, result = client.predict(gradio_client.handle_file(str(photo)), 2, api_name="/upscale")
+    assert video is None and "→ 320x256" in info
+    assert cv2.imread(str(_path(after))).shape == (256, 320, 3) == cv2.imread(str(_path(before))).shape
+    _, video, info, result = client.predict(gradio_client.handle_file(str(short_clip)), 2, api_name="/upscale")
+    from ncodec.video import probe
+
+    out = probe(_path(video))
+    assert (out.width, out.height, out.frame_count) == (192, 128, 8) and "→ 192x128" in info
+
+
+def test_restore_classic(client, photo):
+    (before, after), info, result = client.predict(gradio_client.handle_file(str(photo)), "classic", api_name="/restore")
+    assert "classic" in info and cv2.imread(str(_path(after))).shape == (128, 160, 3)
+
+
+def test_compress_and_decode_image(client, photo):
+    mlic, jpeg, webp, table, bits = client.predict(gradio_client.handle_file(str(photo)), 1.0, api_name="/compress_image")
+    rows = [line.split("|") for line in table.splitlines()[2:]]
+    sizes = {r[1].strip(): int(r[2].replace(",", "")) for r in rows}
+    assert set(sizes) == {"MLIC", "JPEG", "WEBP"}
+    assert sizes["WEBP"] <= sizes["MLIC"] and Path(_path(bits)).stat().st_size == sizes["MLIC"]
+    for p in (mlic, jpeg, webp):
+        assert cv2.imread(str(_path(p))).shape == (128, 160, 3)
+    picture, info = client.predict(gradio_client.handle_file(str(_path(bits))), api_name="/decode_image")
+    assert np.array_equal(cv2.imread(str(_path(picture))), cv2.imread(str(_path(mlic)))) and "mlic" in info
+
+
+def test_encode_and_decode_video(client, short_clip):
+    summary, decoded, bits = client.predict(gradio_client.handle_file(str(short_clip)), "x264", 10,
+                                            api_name="/encode_video")  # fmt: skip
+    assert "x264" in summary and "PSNR" in summary and _path(bits).stat().st_size > 0
+    clip, info = client.predict(gradio_client.handle_file(str(_path(bits))), api_name="/decode_video")
+    assert "8 frames 96x64" in info and _path(clip).exists()
+
+
+def test_bad_uploads_get_clear_errors(client, tmp_path, photo):
+    junk = tmp_path / "notes.png"
+    junk.write_text("not a picture")
+    with pytest.raises(Exception, match="not an image or video"):
+        client.predict(gradio_client.handle_file(str(junk)), 2, api_name="/upscale")
+    with pytest.raises(Exception, match="Invalid file type"):  # Gradio's own check of the extension
+        client.predict(gradio_client.handle_file(str(photo)), api_name="/decode_image")
+    fake = tmp_path / "fake.bin"
+    fake.write_bytes(b"NCDC" + bytes(60))
+    with pytest.raises(Exception, match="not an ncodec|corrupt|truncated|bitstream"):
+        client.predict(gradio_client.handle_file(str(fake)), api_name="/decode_image")
+    with pytest.raises(Exception, match="still image"):
+        client.predict(gradio_client.handle_file(str(photo)), "x264", 10, api_name="/encode_video")
+
+
+def test_outputs_stay_in_the_apps_folder(client, photo):
+    from ncodec.app import web
+
+    _, _, result = client.predict(gradio_client.handle_file(str(photo)), "classic", api_name="/restore")
+    root = web.app_root()
+    assert any(root.rglob(Path(_path(result)).name))  # written under the app's own temporary folder
+
+
+# -- a real browser ---------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium for the browser tests (.ci/run does)")
+        pytest.skip("no chromium on this machine (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server)
+        page.wait_for_selector("text=ncodec")
+        yield page
+        browser.close()
+
+
+def test_browser_upscale(page, photo):
+    page.get_by_role("tab", name="Upscale").click()
+    page.locator("#upscale-input input[type=file]").set_input_files(str(photo))
+    page.locator("#upscale-run").click()
+    page.wait_for_selector("#upscale-info :text('320x256')", timeout=120_000)
+    assert page.locator("#upscale-slider img").count() >= 1
+
+
+def test_browser_restore(page, photo):
+    page.get_by_role("tab", name="Restore").click()
+    page.locator("#restore-input input[type=file]").set_input_files(str(photo))
+    page.get_by_label("classic").check()
+    page.locator("#restore-run").click()
+    page.wait_for_selector("#restore-info :text('classic')", timeout=120_000)
+    assert page.locator("#restore-slider img").count() >= 1

@@ -9,7 +9,9 @@ Gradio's queue, one at a time by default: the two CPU cores are the limit.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ def app_root() -> Path:
     global _ROOT
     if _ROOT is None:
         _ROOT = Path(tempfile.mkdtemp(prefix="ncodec-app-"))
+        atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)  # nothing is left behind
     return _ROOT
 
 

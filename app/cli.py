@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 
 import ncodec
@@ -63,14 +65,14 @@ def _cmd_decode(args) -> int:
         check_output_path(args.output, args.input)
         check_image_size(args.output, 1, 1)  # the extension, before any decoding
         start = time.perf_counter()
-        rgb = video.decode_frame(args.input, args.frame)
+        rgb = video.decode_frame(args.input, args.frame, max_pixels=int(args.max_pixels))
         write_image(args.output, rgb)
         if not args.quiet:
             print(f"{args.output}: frame {args.frame} ({rgb.shape[1]}x{rgb.shape[0]}) in {time.perf_counter() - start:.2f} s")
         return EXIT_OK
     result = video.decode_file(
         args.input, args.output, video_codec=args.video_codec, crf=args.crf, preset=args.preset,
-        lossless=args.lossless, reference=args.reference, progress=not args.quiet,
+        lossless=args.lossless, reference=args.reference, max_pixels=int(args.max_pixels), progress=not args.quiet,
     )  # fmt: skip
     if not args.quiet:
         print(result.summary())
@@ -178,11 +180,15 @@ def _cmd_train(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ncodec import video  # noqa: F401  (registers the codecs, so --help can list them)
+    from ncodec.codec.container import DEFAULT_MAX_OUTPUT_PIXELS
     from ncodec.video.dereflect import DEFAULT_MAX_PIXELS
 
     common = _Parser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    writes = _Parser(add_help=False)  # the commands that write OUT
+    writes.add_argument("--overwrite", "-y", action="store_true", help="replace OUT if it exists")
 
     p = _Parser(prog="ncodec", description="Neural media codec and video-processing toolkit.", parents=[common])
     p.add_argument("--version", action="version", version=f"ncodec {ncodec.__version__}")
@@ -190,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     codecs = "; ".join(f"{c}: {registry.get(c).description}" for c in registry.names())
-    e = sub.add_parser("encode", parents=[common], help="encode a video or image to an ncodec bitstream",
+    e = sub.add_parser("encode", parents=[common, writes], help="encode a video or image to an ncodec bitstream",
                        description=f"Encode IN (any video or image PyAV reads) into the bitstream OUT. Codecs: {codecs}.")  # fmt: skip
     e.add_argument("input", metavar="IN")
     e.add_argument("output", metavar="OUT")
@@ -213,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     e.set_defaults(func=_cmd_encode)
 
-    d = sub.add_parser("decode", parents=[common], help="decode an ncodec bitstream to a video or image file",
+    d = sub.add_parser("decode", parents=[common, writes], help="decode an ncodec bitstream to a video or image file",
                        description="Decode IN to OUT; the output type follows OUT's extension "
                                    "(.mp4 .mov .mkv .webm .y4m .png). Audio is copied back unchanged.")  # fmt: skip
     d.add_argument("input", metavar="IN")
@@ -225,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--preset", help="speed preset of the output file's encoder")
     d.add_argument("--reference", metavar="SRC", help="print PSNR / MS-SSIM of the decoded frames against SRC")
     d.add_argument("--frame", type=int, metavar="N", help="decode only frame N (0-based) into an image file OUT")
+    d.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_OUTPUT_PIXELS, metavar="N",
+                   help=f"refuse bitstreams that declare more decoded pixels, all frames together "
+                        f"(default {DEFAULT_MAX_OUTPUT_PIXELS:.0e}: a decompression-bomb guard)")  # fmt: skip
     d.set_defaults(func=_cmd_decode)
 
     i = sub.add_parser("info", parents=[common], help="describe an ncodec bitstream or a media file")
@@ -241,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, help="use only the first N frames of a clip")
     b.add_argument("--out", default="bench-out", help="folder for results.json, results.md, rd.png")
     b.set_defaults(func=_cmd_bench)
-    u = sub.add_parser("upscale", parents=[common], help="upscale an image or a video with ESPCN",
+    u = sub.add_parser("upscale", parents=[common, writes], help="upscale an image or a video with ESPCN",
                        description="Upscale IN by --scale into OUT (image: png/jpg/webp/...; video: "
                                    ".mp4/.mkv/...; audio is copied).")  # fmt: skip
     u.add_argument("input", metavar="IN")
@@ -258,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--preset", help="speed preset of the video output's encoder")
     u.set_defaults(func=_cmd_upscale)
 
-    d = sub.add_parser("dereflect", parents=[common], help="remove reflections from a photo taken through glass",
+    d = sub.add_parser("dereflect", parents=[common, writes], help="remove reflections from a photo taken through glass",
                        description="Restore the scene behind the glass in the photo IN (up to 8K and beyond, "
                                    "in tiles) and write OUT (png, jpg, webp, ...).")  # fmt: skip
     d.add_argument("input", metavar="IN")
@@ -301,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_overwrite(args) -> None:
+    """An existing OUT is replaced only when the user said so (--overwrite / -y)."""
+    if getattr(args, "output", None) is not None:
+        from ncodec.codec.atomic import check_output_path
+
+        check_output_path(args.output, args.input, overwrite=args.overwrite)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that every cleanup (partial outputs,
+    temporary folders) runs exactly as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -311,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     try:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
         parser = build_parser()
         args = parser.parse_args(argv)
+        _refuse_overwrite(args)
         return args.func(args)
     except UsageError as e:
         if debug:
@@ -324,9 +353,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ncodec: error: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the partial output is already gone
         print("ncodec: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except Exception as e:  # a bug or an unforeseen environment problem: still one line
         if debug:
             raise

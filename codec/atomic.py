@@ -14,8 +14,9 @@ from pathlib import Path
 from .errors import UsageError
 
 
-def check_output_path(path: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """Reject an output that equals an input or whose folder is missing or not writable."""
+def check_output_path(path: str | os.PathLike, *inputs: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Reject an output that equals an input, whose folder is missing or not writable, or
+    (with ``overwrite=False``) that already exists."""
     out = Path(path)
     for src in map(Path, inputs):
         same = src.resolve() == out.resolve() or (src.exists() and out.exists() and os.path.samefile(src, out))
@@ -28,6 +29,8 @@ def check_output_path(path: str | os.PathLike, *inputs: str | os.PathLike) -> Pa
         raise UsageError(f"cannot write {out}: folder {folder} is not writable")
     if out.is_dir():
         raise UsageError(f"cannot write {out}: it is a folder")
+    if not overwrite and out.exists():
+        raise UsageError(f"{out} exists; pass --overwrite (-y) to replace it")
     return out
 
 

@@ -38,6 +38,10 @@ MAX_FPS = 1000
 MAX_PARAMS_BYTES = 65535  # the u16 length field
 MAX_SECTION_BYTES = 256 * 1024 * 1024
 MAX_SECTIONS = 50_000_000
+# Decompression-bomb guard: a few bytes of HNeRV weights or a static x264 clip can declare
+# hours of frames, so decoders refuse more decoded pixels (all frames) than this unless
+# the caller raises it. 10^12 is about 4.5 hours of 1080p at 30 fps.
+DEFAULT_MAX_OUTPUT_PIXELS = 10**12
 
 _FIXED = struct.Struct("<4sBB4sIIIIIBBBBHH")  # up to and including the params length
 _SECTION = struct.Struct("<4sII")
@@ -90,6 +94,16 @@ class StreamHeader:
         if not isinstance(self.params, dict):
             raise BitstreamError("codec parameters must be a JSON object")
         return self
+
+    def check_output_pixels(self, limit: int, frames: int | None = None) -> None:
+        """Raise BitstreamError if decoding ``frames`` (default: all) frames exceeds ``limit`` pixels."""
+        frames = self.frame_count if frames is None else frames
+        total = self.width * self.height * frames
+        if total > limit:
+            raise BitstreamError(
+                f"the bitstream declares {frames} frames of {self.width}x{self.height} ({total:.3g} pixels), "
+                f"over the decoded-pixel limit of {limit:.3g}; raise --max-pixels if you trust it"
+            )
 
     def pack(self) -> bytes:
         self.validate()

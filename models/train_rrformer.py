@@ -3,11 +3,11 @@ synthesized on the fly from ordinary photos.
 
 Each sample takes a transmission crop T and a reflection crop R from two different
 photos and blends them with the established models (Zhang et al. 2018; Wei et al.,
-ERRNet, 2019): R is defocused (Gaussian blur, sigma 2..5), sometimes ghosted (a second,
+ERRNet, 2019): R is defocused (Gaussian blur, sigma 1..5), sometimes ghosted (a second,
 shifted and weaker copy, as from the two faces of a pane), scaled by a spatially varying
-strength alpha (a random linear ramp), added to T in linear light (gamma 2.2), and the
-part of the blend that overflows 1 is taken out of the reflection before clipping
-(ERRNet's overflow attenuation). The targets are T and the reflection actually left in
+strength (a random linear ramp or a Gaussian vignette), added to T in linear light
+(gamma 2.2), and the mean overflow above 1 is taken out of the reflection, per channel,
+before clipping (the overflow attenuation of both papers). The targets are T and the reflection actually left in
 the blend, I - T.
 
 Losses (no pretrained network can be downloaded here): L1 on T, L1 on the gradients of
@@ -58,24 +58,35 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def _strength_map(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
+    """Where the pane reflects: a linear ramp across the crop (light falling on the glass
+    unevenly), or a Gaussian vignette centred somewhere in it (Zhang et al.'s mask)."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, 2 * math.pi)
+        shape = (math.cos(angle) * xs + math.sin(angle) * ys) / 2 + 0.5
+    else:
+        cy, cx = rng.uniform(-0.6, 0.6, 2)
+        shape = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * rng.uniform(0.4, 1.2) ** 2))
+    hi = rng.uniform(0.4, 1.6)  # strong reflections too: a bright scene on dark glass
+    lo = hi * rng.uniform(0.0, 0.7)
+    return lo + (hi - lo) * shape
+
+
 def synthesize(t: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(blend I, transmission T, reflection I - T) from two 1,3,H,W crops in [0, 1]."""
-    r = _gaussian_blur(r, float(rng.uniform(2.0, 5.0)))
+    r = _gaussian_blur(r, float(rng.uniform(1.0, 5.0)))
     r_lin, t_lin = r**GAMMA, t**GAMMA
     if rng.random() < 0.3:  # ghosting: a shifted, weaker second reflection
         dy, dx = (int(v) for v in rng.integers(-10, 11, 2))
         r_lin = (r_lin + rng.uniform(0.3, 0.8) * torch.roll(r_lin, (dy, dx), (2, 3))) / 1.6
     h, w = t.shape[-2:]
-    angle = rng.uniform(0, 2 * math.pi)
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    ramp = (math.cos(angle) * xs + math.sin(angle) * ys) / 2 + 0.5  # 0..1 across the crop
-    lo = rng.uniform(0.1, 0.5)
-    alpha = lo + (rng.uniform(lo, 0.9) - lo) * ramp
-    r_lin = r_lin * alpha[None, None]
+    r_lin = r_lin * _strength_map(h, w, rng)[None, None]
+    # overflow attenuation (Zhang et al., ERRNet), per colour channel: where the blend
+    # saturates, weaken the reflection by the mean overflow so that it does not clip.
     blend = t_lin + r_lin
-    over = blend[blend > 1]
-    if over.numel():  # overflow attenuation (ERRNet): weaken the reflection where it saturates
-        r_lin = (r_lin - 1.3 * (over.mean() - 1)).clamp(0, 1)
+    over = (blend - 1).clamp_min(0).sum((2, 3)) / (blend > 1).sum((2, 3)).clamp_min(1)
+    r_lin = (r_lin - rng.uniform(1.08, 1.3) * over[..., None, None]).clamp(0, 1)
     blend = (t_lin + r_lin).clamp(0, 1) ** (1 / GAMMA)
     return blend, t, blend - t
 

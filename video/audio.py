@@ -8,13 +8,14 @@ copying needs no per-codec code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
 from typing import Iterable, Iterator
 
 import av
 
-from ncodec.codec.errors import InputError
+from ncodec.codec.errors import BitstreamError, InputError
 
 AUDIO_SECTION = "AUDM"
 AUDIO_CHUNK = 8 * 1024 * 1024  # bytes of the Matroska file per section
@@ -54,6 +55,24 @@ class AudioCopier:
                 f"cannot store {out.codec_context.name} audio in a {self.output.format.name} file "
                 f"({e.strerror or e}); use an .mkv output"
             ) from None
+
+
+def check_audio_file(path: str | os.PathLike, scratch: str | os.PathLike) -> None:
+    """Raise BitstreamError unless the audio file carried in a bitstream opens, demuxes and
+    remuxes into Matroska (which stores every codec) from start to end. Run before the
+    real output is written, so that a corrupted audio section is reported as such and
+    not as a failure of the user's output file (the fuzzer found both: metadata that is
+    not UTF-8, streams without a codec, parameters the muxer rejects)."""
+    try:
+        with av.open(str(path)) as src, av.open(str(scratch), "w", format="matroska") as out:
+            copier = AudioCopier(src.streams.audio, out)
+            for packet in packets_in_time_order(src):
+                copier.mux(packet)
+    except (av.error.FFmpegError, InputError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise BitstreamError(f"audio section is corrupted ({e})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(scratch)
 
 
 def packets_in_time_order(container: av.container.InputContainer) -> Iterator[av.Packet]:

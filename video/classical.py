@@ -4,7 +4,9 @@ They make ``ncodec encode/decode`` work end to end before any neural codec exist
 and they are the peers every benchmark measures against. The encoders run through
 PyAV's codec contexts (no muxer); packets are stored in "VPKT" sections, several per
 section with varint lengths. Pictures are padded to even sizes (4:2:0) by edge
-replication and cropped back on decode, so any size round-trips exactly.
+replication and cropped back on decode, so any size round-trips exactly; x265 pictures
+are also padded to at least one 64-px coding tree unit per side, because libx265
+corrupts the heap on smaller ones (seen as glibc aborts on 48x32 clips).
 """
 
 from __future__ import annotations
@@ -34,9 +36,21 @@ def pad_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.pad(rgb, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
 
 
+def ffmpeg_packet(data: bytes) -> av.Packet:
+    """A packet whose buffer FFmpeg owns. ``av.Packet(bytes)`` borrows the Python object,
+    and a frame-threaded decoder then frees it from its own threads, which needs the GIL:
+    a decoder closed while the main thread holds the GIL (after a corrupt packet) deadlocks
+    (found by the fuzzer). A copy into FFmpeg's memory has nothing to give back to Python."""
+    packet = av.Packet(len(data))
+    memoryview(packet)[:] = data
+    return packet
+
+
 class ClassicalCodec(Codec):
-    def __init__(self, name: str, tag: str, writer_codec: str, decoder: str, description: str, qualities: dict):
+    def __init__(self, name: str, tag: str, writer_codec: str, decoder: str, description: str, qualities: dict,
+                 min_side: int = 2):  # fmt: skip
         self.name, self.tag, self.description = name, tag, description
+        self.min_side = min_side  # smallest coded width/height the encoder handles safely
         self.writer_codec = writer_codec  # key of writer.ENCODERS: h264 | h265 | av1
         self.decoder = decoder
         self.quality_levels = {q: {"crf": crf} for q, crf in qualities.items()}
@@ -54,15 +68,18 @@ class ClassicalCodec(Codec):
             "crf": int(opts["crf"]),
             "preset": opts["preset"],
             "pix_fmt": "yuv420p",
-            "coded_size": [width + width % 2, height + height % 2],
+            "coded_size": [self._coded(width), self._coded(height)],
         }
+
+    def _coded(self, side: int) -> int:
+        return max(side + side % 2, self.min_side)
 
     def _geometry(self, header: StreamHeader) -> tuple[int, int]:
         try:
             cw, ch = (int(v) for v in header.params["coded_size"])
         except (KeyError, TypeError, ValueError):
             raise BitstreamError("codec parameters lack a valid coded_size") from None
-        if not (header.width <= cw <= header.width + 1 and header.height <= ch <= header.height + 1):
+        if (cw, ch) != (self._coded(header.width), self._coded(header.height)):
             raise BitstreamError(f"coded size {cw}x{ch} does not fit picture {header.width}x{header.height}")
         return cw, ch
 
@@ -103,7 +120,7 @@ class ClassicalCodec(Codec):
         try:
             for _, payload in sections:
                 for data in unpack_chunks(payload):
-                    yield from pictures(ctx.decode(av.Packet(data)))
+                    yield from pictures(ctx.decode(ffmpeg_packet(data)))
             yield from pictures(ctx.decode(None))
         except av.error.FFmpegError as e:
             raise BitstreamError(f"{self.name} stream is corrupted ({e.strerror or e})") from None
@@ -115,7 +132,7 @@ X264 = register(ClassicalCodec(
 ))  # fmt: skip
 X265 = register(ClassicalCodec(
     "x265", "x265", "h265", "hevc", "H.265/HEVC by x265 (reference)",
-    {"low": 34, "medium": 28, "high": 23, "best": 18},
+    {"low": 34, "medium": 28, "high": 23, "best": 18}, min_side=64,
 ))  # fmt: skip
 AV1 = register(ClassicalCodec(
     "av1", "av1 ", "av1", "libdav1d", "AV1 by SVT-AV1, decoded by dav1d (reference)",

@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from ncodec.codec import registry
 from ncodec.codec.atomic import check_output_path
-from ncodec.codec.container import MAGIC, ContainerReader, ContainerWriter, StreamHeader
+from ncodec.codec.container import DEFAULT_MAX_OUTPUT_PIXELS, MAGIC, ContainerReader, ContainerWriter, StreamHeader
 from ncodec.codec.errors import BitstreamError, InputError, UsageError
 
 from . import metrics
-from .audio import AUDIO_SECTION, AudioCopier, packet_time, packets_in_time_order, split_file
+from .audio import AUDIO_SECTION, AudioCopier, check_audio_file, packet_time, packets_in_time_order, split_file
 from .images import ALPHA_SECTION, GRAY_SECTION, IMAGE_SUFFIXES, check_alpha, check_image_size, pack_alpha
 from .images import read_image, unpack_alpha, write_image
 from .reader import MediaReader
@@ -174,6 +174,7 @@ def decode_file(
     preset: str | None = None,
     lossless: bool = False,
     reference: str | os.PathLike | None = None,
+    max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
     progress: bool = False,
 ) -> DecodeResult:
     """Decode the ncodec bitstream ``src`` to a video or image file ``dst`` (audio copied back in).
@@ -182,12 +183,14 @@ def decode_file(
 
     With ``reference`` the decoded frames are measured against it as they come out of
     the codec (PSNR, PSNR-Y, MS-SSIM), before the output file's own encoding adds loss.
+    Bitstreams that declare more than ``max_pixels`` decoded pixels are refused first.
     """
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         bits = stack.enter_context(ContainerReader(src))
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="ncodec-"))
         header = bits.header
+        header.check_output_pixels(max_pixels)
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="ncodec-"))
         meter = metrics.QualityMeter() if reference is not None else None
         ref_frames = iter(())
         if reference is not None:
@@ -208,10 +211,8 @@ def decode_file(
             with open(audio_path, "wb") as f:
                 for _, chunk in bits.sections(AUDIO_SECTION):
                     f.write(chunk)
-            try:
-                audio_in = stack.enter_context(av.open(str(audio_path)))
-            except av.error.FFmpegError as e:
-                raise BitstreamError(f"audio section is corrupted ({e})") from None
+            check_audio_file(audio_path, Path(scratch) / "audio-check.mka")
+            audio_in = stack.enter_context(av.open(str(audio_path)))
         writer = VideoWriter(
             dst, header.width, header.height, header.fps, codec=video_codec, crf=crf, preset=preset,
             lossless=lossless, colour=header.colour, audio_streams=audio_in.streams.audio if audio_in else (),
@@ -262,21 +263,23 @@ def _decode_picture(bits: ContainerReader, codec: registry.Codec, dst) -> np.nda
     return rgb
 
 
-def decode_frames(src: str | os.PathLike) -> Iterator[np.ndarray]:
+def decode_frames(src: str | os.PathLike, max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> Iterator[np.ndarray]:
     """The frames of the ncodec bitstream ``src`` in order, as they are decoded (HxWx3
     uint8): the loop of a player or pipeline, with no output file and bounded memory."""
     with ContainerReader(src) as bits:
+        bits.header.check_output_pixels(max_pixels)
         the_codec = registry.by_tag(bits.header.codec)
         yield from the_codec.decode(bits.sections(*the_codec.section_tags()), bits.header)
 
 
-def decode_frame(src: str | os.PathLike, index: int) -> np.ndarray:
+def decode_frame(src: str | os.PathLike, index: int, max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> np.ndarray:
     """Frame ``index`` (0-based) of the ncodec bitstream ``src`` as HxWx3 uint8 RGB, decoded
     without the others where the codec allows it (HNeRV: one segment, one embedding)."""
     with ContainerReader(src) as bits:
         header = bits.header
         if not 0 <= index < header.frame_count:
             raise UsageError(f"--frame must be in 0..{header.frame_count - 1}, not {index}")
+        header.check_output_pixels(max_pixels, frames=index + 1)  # decoding may run through the ones before
         the_codec = registry.by_tag(header.codec)
         return the_codec.frame_at(bits.sections(*the_codec.section_tags()), header, index)
 

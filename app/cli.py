@@ -135,7 +135,9 @@ def _cmd_app(args) -> int:
     if not 1 <= args.port <= 65535:
         raise UsageError("--port must be in 1..65535")
     print(f"ncodec app on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
-    web.serve(args.host, args.port, concurrency=args.concurrency)
+    if args.max_upload_mb <= 0:
+        raise UsageError("--max-upload-mb must be positive")
+    web.serve(args.host, args.port, concurrency=args.concurrency, max_upload=f"{args.max_upload_mb}mb")
     return EXIT_OK
 
 
@@ -286,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     w.add_argument("--port", type=int, default=7860)
     w.add_argument("--concurrency", type=int, default=1, help="jobs run at once; the rest wait in the queue")
+    w.add_argument("--max-upload-mb", type=int, default=300, help="largest upload accepted (default 300 MB)")
     w.set_defaults(func=_cmd_app)
 
     t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",

@@ -26,6 +26,7 @@ MAX_UPLOAD = "300mb"
 MAX_IMAGE_PIXELS = 7680 * 4320 * 2  # 8K photos and a little more
 MAX_VIDEO_SECONDS = 20.0  # videos are CPU-heavy here: keep a web job within minutes
 MAX_VIDEO_PIXELS = 1920 * 1080
+MAX_DECODED_VIDEO_PIXELS = MAX_VIDEO_PIXELS * 60 * 60  # an uploaded .bin: a minute of 1080p60 at most
 VIDEO_CODECS = ("x264", "x265", "av1", "stdo", "hnerv")
 
 _ROOT: Path | None = None
@@ -167,7 +168,7 @@ def decode_image(path: str, progress=gr.Progress(track_tqdm=True)):
     if info.get("kind") != "ncodec bitstream" or info.get("frame_count") != 1:
         _fail(f"{Path(path).name} is not an ncodec image bitstream")
     out = _job() / f"{Path(path).stem}.png"
-    result = _run(decode_file, path, out)
+    result = _run(decode_file, path, out, max_pixels=MAX_IMAGE_PIXELS)
     return str(out), f"{info['width']}x{info['height']} ({info['codec']}), decoded in {result.seconds:.1f} s"
 
 
@@ -199,7 +200,7 @@ def decode_video(path: str, progress=gr.Progress(track_tqdm=True)):
     if info.get("kind") != "ncodec bitstream":
         _fail(f"{Path(path).name} is not an ncodec bitstream")
     out = _job() / f"{Path(path).stem}.mp4"
-    result = _run(decode_file, path, out, crf=16)
+    result = _run(decode_file, path, out, crf=16, max_pixels=MAX_DECODED_VIDEO_PIXELS)
     return str(out), f"{info['frame_count']} frames {info['width']}x{info['height']} ({info['codec']}) in {result.seconds:.1f} s"
 
 
@@ -262,13 +263,15 @@ def build():
     return demo
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1, block: bool = True):
-    """Build and launch the app; uploads and results stay in the app's temporary folder."""
+def serve(host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1, block: bool = True,
+          max_upload: str = MAX_UPLOAD):  # fmt: skip
+    """Build and launch the app; uploads and results stay in the app's temporary folder.
+    Jobs beyond ``concurrency`` wait in the queue (at most 32 waiting; more are refused)."""
     root = app_root()
     os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = build()
     demo.queue(default_concurrency_limit=concurrency, max_size=32)
-    demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, allowed_paths=[str(root)],
+    demo.launch(server_name=host, server_port=port, max_file_size=max_upload, allowed_paths=[str(root)],
                 prevent_thread_lock=not block, quiet=True, show_error=True)  # fmt: skip
     return demo

@@ -157,7 +157,10 @@ def read_header(f: BinaryIO) -> StreamHeader:
         codec=codec, width=width, height=height, fps=Fraction(fps_num, fps_den), frame_count=frames,
         colour=Colour(prim, trc, matrix, rng), has_audio=bool(flags & FLAG_AUDIO), params=params,
     )  # fmt: skip
-    return header.validate()
+    header.validate()
+    if header.frame_count == 0:  # a writer finishes a file only after at least one frame
+        raise BitstreamError("the bitstream declares no frames")
+    return header
 
 
 class SectionEntry(NamedTuple):

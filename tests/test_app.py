@@ -117,6 +117,68 @@ def test_outputs_stay_in_the_apps_folder(client, photo):
     assert any(root.rglob(Path(_path(result)).name))  # written under the app's own temporary folder
 
 
+# -- under load ---------------------------------------------------------------------------
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident memory (Linux VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+LOAD_CALLS = 10
+LOAD_PEAK_MB = 3000  # torch + gradio take ~1 GB idle; queued jobs must not add one picture each
+
+
+def test_ten_concurrent_calls_complete_with_bounded_memory(tmp_path, photo):
+    """The app in its own process (`ncodec app`), ten API calls at once from ten threads:
+    every call completes (the queue runs them one at a time), memory stays bounded, an
+    oversized upload is refused and the server keeps serving."""
+    import subprocess
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ncodec", "app", "--port", str(port), "--max-upload-mb", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        url, client = f"http://127.0.0.1:{port}/", None
+        deadline = time.monotonic() + 120
+        while client is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                client = gradio_client.Client(url, verbose=False)
+            except Exception:
+                time.sleep(0.5)
+        assert client is not None, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no answer"
+
+        def call(i: int):
+            if i % 2:
+                return client.predict(gradio_client.handle_file(str(photo)), "classic", api_name="/restore")
+            return client.predict(gradio_client.handle_file(str(photo)), 2, api_name="/upscale")
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(LOAD_CALLS) as pool:
+            results = list(pool.map(call, range(LOAD_CALLS)))
+        seconds = time.monotonic() - start
+        assert len(results) == LOAD_CALLS and all("→" in r[-2] or "classic" in r[-2] for r in results)
+        peak = _peak_rss_mb(proc.pid)
+        print(f"\n{LOAD_CALLS} concurrent calls in {seconds:.1f} s; server peak RSS {peak:.0f} MB")
+        assert peak < LOAD_PEAK_MB
+
+        big = tmp_path / "big.png"  # about 3 MB of noise: over the 1 MB limit
+        cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (1000, 1000, 3), dtype=np.uint8))
+        with pytest.raises(Exception, match="(?i)too large|size|exceed"):
+            client.predict(gradio_client.handle_file(str(big)), 2, api_name="/upscale")
+        assert proc.poll() is None
+        assert "→" in call(0)[-2]  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 # -- a real browser ---------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -135,7 +135,8 @@ def encode_file(
             frame_count=info.frame_count, colour=info.colour, has_audio=bool(info.audio), params=params,
         )  # fmt: skip
         audio_path = Path(scratch) / "audio.mka"
-        audio_out = av.open(str(audio_path), "w", format="matroska") if info.audio else None
+        # bitexact: no random segment UID or muxing date, so the same input gives the same bytes
+        audio_out = av.open(str(audio_path), "w", format="matroska", options={"fflags": "+bitexact"}) if info.audio else None
         sink = AudioCopier(reader.audio_streams, audio_out, info.start_time).mux if audio_out else None
         count = [0]
         with ContainerWriter(dst, header) as writer, progress_bar(info.frame_count, f"encode {codec}", progress) as bar:

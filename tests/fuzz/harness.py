@@ -38,29 +38,30 @@ RSS_LIMIT_MB = 3072
 MAX_PIXELS = 64 * 64 * 64
 
 
-def _tiny_clip(path: Path, frames: int = 4) -> Path:
-    """A 48x32 H.264 clip with AAC audio (real PyAV encode)."""
+def _clip(path: Path, width: int, height: int, frames: int = 4) -> Path:
+    """An H.264 clip with AAC audio (real PyAV encode)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from conftest import make_video
 
-    return make_video(path, 48, 32, frames=frames, audio="aac")
+    return make_video(path, width, height, frames=frames, audio="aac")
 
 
-def _tiny_photo(path: Path) -> Path:
-    """A 40x24 RGBA PNG (alpha exercises the ALPH section)."""
-    y, x = np.mgrid[0:24, 0:40]
-    bgra = np.stack([x * 6, y * 10, (x + y) * 4, 255 - x * 3], -1).astype(np.uint8)
+def _photo(path: Path, width: int, height: int) -> Path:
+    """An RGBA PNG (alpha exercises the ALPH section)."""
+    y, x = np.mgrid[0:height, 0:width]
+    bgra = np.stack([x * 6 % 256, y * 10 % 256, (x + y) * 4 % 256, 255 - x % 128], -1).astype(np.uint8)
     cv2.imwrite(str(path), bgra)
     return path
 
 
-def make_seeds(folder: Path, codecs: list[str] | None = None) -> dict[str, Path]:
-    """One valid bitstream per codec, written under ``folder``."""
+def make_seeds(folder: Path, codecs: list[str] | None = None, size: tuple[int, int] = (48, 32)) -> dict[str, Path]:
+    """One valid bitstream per codec of a ``size`` clip (an RGBA photo for the image
+    codec), written under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    clip = _tiny_clip(folder / "clip.mp4")
-    photo = _tiny_photo(folder / "photo.png")
+    clip = _clip(folder / "clip.mp4", *size)
+    photo = _photo(folder / "photo.png", size[0] - 8, size[1] - 8)
     seeds = {}
     for name in codecs or registry.names():
         out = folder / f"{name}.bin"

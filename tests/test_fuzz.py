@@ -73,7 +73,7 @@ def test_every_codec_has_a_seed(seeds):
 
 
 @pytest.mark.parametrize("codec", registry.names())
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(data=st.data())
 def test_mutated_bitstreams_decode_or_raise_bitstream_error(seeds, codec, data):

@@ -69,9 +69,10 @@ def test_upscale_image_and_video(client, photo, short_clip):
     assert (out.width, out.height, out.frame_count) == (192, 128, 8) and "→ 192x128" in info
 
 
-def test_restore_classic(client, photo):
-    (before, after), info, result = client.predict(gradio_client.handle_file(str(photo)), "classic", api_name="/restore")
-    assert "classic" in info and cv2.imread(str(_path(after))).shape == (128, 160, 3)
+@pytest.mark.parametrize("method", ["classic", "net"])
+def test_restore(client, photo, method):
+    (before, after), info, result = client.predict(gradio_client.handle_file(str(photo)), method, api_name="/restore")
+    assert f"method {method}" in info and cv2.imread(str(_path(after))).shape == (128, 160, 3)
 
 
 def test_compress_and_decode_image(client, photo):
@@ -212,7 +213,7 @@ def test_browser_upscale(page, photo):
 def test_browser_restore(page, photo):
     page.get_by_role("tab", name="Restore").click()
     page.locator("#restore-input input[type=file]").set_input_files(str(photo))
-    page.get_by_label("classic").check()
+    page.get_by_label("net").check()  # the trained network (models/weights/rrformer.safetensors)
     page.locator("#restore-run").click()
-    page.wait_for_selector("#restore-info :text('classic')", timeout=120_000)
+    page.wait_for_selector("#restore-info :text('method net')", timeout=120_000)
     assert page.locator("#restore-slider img").count() >= 1

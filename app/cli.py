@@ -134,9 +134,9 @@ def _cmd_app(args) -> int:
         raise UsageError(f"the web app needs gradio: pip install 'ncodec[app]' ({e.name} is missing)") from None
     if not 1 <= args.port <= 65535:
         raise UsageError("--port must be in 1..65535")
-    print(f"ncodec app on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     if args.max_upload_mb <= 0:
         raise UsageError("--max-upload-mb must be positive")
+    print(f"ncodec app on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     web.serve(args.host, args.port, concurrency=args.concurrency, max_upload=f"{args.max_upload_mb}mb")
     return EXIT_OK
 

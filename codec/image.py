@@ -55,6 +55,9 @@ def prepare(model) -> None:
     model.entropy_bottleneck.update(force=True)
 
 
+MAX_LATENT = 2.0**20  # far beyond any trained latent; compressai's escape coding needs int32 room
+
+
 def compress(model, x, level: float, y=None) -> tuple[CodedImage, "object"]:
     """Code a padded 1,3,H,W picture (H, W multiples of model.PAD) at ``level``; returns the
     coded image and the reconstruction the decoder will produce. ``y``: latents to code
@@ -66,6 +69,8 @@ def compress(model, x, level: float, y=None) -> tuple[CodedImage, "object"]:
 
     with torch.inference_mode():
         y = model.analysis_tiled(x) * model.gain(model.y_gain, level) if y is None else y
+        if not torch.isfinite(y).all() or y.abs().max() > MAX_LATENT:  # rANS would loop on such symbols
+            raise ValueError("latents out of range (not finite or beyond the coder's range)")
         z = model.h_a(y) * model.gain(model.z_gain, level)
         z_strings = model.entropy_bottleneck.compress(z)
         z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])

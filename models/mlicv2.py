@@ -44,6 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+LIKELIHOOD_BOUND = 1e-9  # compressai's default lower bound on likelihoods
+
+
 @dataclass(frozen=True)
 class MLICConfig:
     N: int = 192  # transform channels
@@ -298,6 +301,15 @@ class MLICv2(nn.Module):
                 self.y_inverse[lv] /= 2.0 ** (lv - cfg.levels + 1)
 
     PAD = 64  # y is x/16, z is y/4: pictures are padded to multiples of 64
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        # fp16 weight files hold compressai's likelihood bound (1e-9) as 0; the bound only
+        # guards rates (coding never reads it) and without it one zero likelihood makes
+        # the rate -log2(0) = inf: refinement and fine-tuning from the weights went NaN
+        for bound in (self.entropy_bottleneck.likelihood_lower_bound, self.gaussian_conditional.likelihood_lower_bound):
+            bound.bound.fill_(LIKELIHOOD_BOUND)
+        return result
     LAMBDAS = (0.0018, 0.0067, 0.025, 0.0932)  # rate levels 0..3 (lambda of lambda*255^2*MSE + bpp)
 
     def lambda_at(self, level: float) -> float:
@@ -414,7 +426,10 @@ def sga_round(x: torch.Tensor, tau: float) -> torch.Tensor:
     lo = torch.floor(x)
     frac = (x - lo).clamp(1e-4, 1 - 1e-4)
     logits = torch.stack([-torch.atanh(frac), -torch.atanh(1 - frac)], dim=-1) / tau
-    weights = F.gumbel_softmax(logits, tau=1.0, hard=False)
+    # Gumbel noise from clamped uniforms: F.gumbel_softmax draws exponentials that can be
+    # exactly 0, and one infinite sample among millions of latents turned y into NaN
+    u = torch.rand_like(logits).clamp(1e-7, 1 - 1e-7)
+    weights = torch.softmax(logits - torch.log(-torch.log(u)), dim=-1)
     return lo + weights[..., 1]
 
 

@@ -159,6 +159,38 @@ def test_refinement_keeps_the_decoder_and_lowers_the_objective():
     assert torch.equal(image.decompress(model, coded, 2.0), recon)  # decoder unchanged
 
 
+def test_shipped_fp16_weights_keep_the_likelihood_bound():
+    """fp16 stores compressai's 1e-9 likelihood bound as 0; loading must restore it, or a
+    latent far from its mean gives a rate of inf and refinement turns the latents NaN
+    (seen on Set14's barbara)."""
+    from ncodec.models.mlicv2 import LIKELIHOOD_BOUND, load_weights, sga_round
+
+    model = load_weights()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert float(model.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(LIKELIHOOD_BOUND)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = model.analysis(x) * model.gain(model.y_gain, 1.0)
+    y[0, 0, 0, 0] += 1e4  # a latent the model gives probability 0 in float32
+    y.requires_grad_(True)
+    out = model.code_latents(y, 1.0, soft_round=lambda v: sga_round(v, 0.1))
+    rate = sum(-lik.log2().sum() for lik in out["likelihoods"].values())
+    rate.backward()
+    assert torch.isfinite(rate) and torch.isfinite(y.grad).all()
+
+
+def test_compress_refuses_latents_it_cannot_code():
+    model = MLICv2(TINY).eval()
+    image.prepare(model)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = model.analysis(x) * model.gain(model.y_gain, 1.0)
+    y[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="latents out of range"):
+        image.compress(model, x, 1.0, y)
+
+
 # -- the shipped codec through the CLI ---------------------------------------------------
 
 

@@ -114,6 +114,10 @@ def _replay_in_subprocess(path: Path, times: int, timeout: float) -> str:
     return r.stdout.strip()
 
 
+def test_the_crashers_are_in_the_checkout():
+    assert len(list(CRASHERS.glob("*.bin"))) >= 6  # a lost file would silently skip its replay
+
+
 @pytest.mark.parametrize("crasher", sorted(CRASHERS.glob("*.bin")), ids=lambda p: p.stem)
 def test_fuzzer_findings_stay_fixed(crasher):
     assert _replay_in_subprocess(crasher, 1, HANG_SECONDS) in ("{'ok'}", "{'rejected'}")

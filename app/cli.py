@@ -23,7 +23,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own usage errors: one line, exit 2
-        self.exit(EXIT_USAGE, f"ncodec: error: {message} (see ncodec {self.prog.split()[-1]} --help)\n")
+        command = " ".join(self.prog.split()[1:2])  # "ncodec encode" -> "encode"; "ncodec" -> ""
+        self.exit(EXIT_USAGE, f"ncodec: error: {message} (see {' '.join(['ncodec', command]).strip()} --help)\n")
 
 
 def _device(name: str) -> str:

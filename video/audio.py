@@ -62,10 +62,12 @@ def check_audio_file(path: str | os.PathLike, scratch: str | os.PathLike) -> Non
     remuxes into Matroska (which stores every codec) from start to end. Run before the
     real output is written, so that a corrupted audio section is reported as such and
     not as a failure of the user's output file (the fuzzer found both: metadata that is
-    not UTF-8, streams without a codec, parameters the muxer rejects)."""
+    not UTF-8, streams without a codec, parameters the muxer rejects, a stream with no
+    sample rate and no packet)."""
     try:
         with av.open(str(path)) as src, av.open(str(scratch), "w", format="matroska") as out:
             copier = AudioCopier(src.streams.audio, out)
+            out.start_encoding()  # the header even without packets: the real output writes it
             for packet in packets_in_time_order(src):
                 copier.mux(packet)
     except (av.error.FFmpegError, InputError, UnicodeDecodeError, ValueError, AttributeError) as e:

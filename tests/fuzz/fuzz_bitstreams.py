@@ -7,8 +7,9 @@ The seed corpus is one small valid bitstream per codec, made on start. Every inp
 its CRCs fixed up before decoding (harness.fix_crcs), so mutations reach the codecs'
 parsers instead of stopping at the checksums. An input whose decode raises anything but
 BitstreamError, runs past -timeout seconds or grows the process past -rss_limit_mb is a
-finding: libFuzzer writes it as crash-*/timeout-*/oom-* and stops; copy it into
-tests/fuzz/crashers/ so that tests/test_fuzz.py replays it for ever.
+finding: libFuzzer writes it as crash-*/timeout-*/oom-* and stops; store
+harness.fix_crcs() of it in tests/fuzz/crashers/ (the replay decodes the bytes as they
+are) so that tests/test_fuzz.py replays it for ever.
 
 Every 2,000 inputs one line reports the split: "fuzz: N inputs, M decoded, K rejected";
 libFuzzer's own last line ("Done N runs in S second(s)") gives the total.

@@ -7,6 +7,7 @@ Errors are one line on stderr; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -38,6 +39,24 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextlib.contextmanager
+def _runner(args, uses_torch: bool = True):
+    """The entered runner that --workers / --ray / --threads ask for, or None."""
+    from ncodec.video.parallel import make_runner
+
+    if args.workers is None and args.ray is None:
+        if args.threads is not None:
+            make_runner(threads=args.threads)  # validates it
+            if uses_torch:
+                import torch
+
+                torch.set_num_threads(args.threads)
+        yield None
+        return
+    with make_runner(args.workers, args.ray, args.threads, args.device) as runner:
+        yield runner
+
+
 def _cmd_encode(args) -> int:
     from ncodec import video
 
@@ -46,14 +65,30 @@ def _cmd_encode(args) -> int:
                "scale": args.scale, "lr_codec": args.lr_codec, "chunks": args.chunks, "joint": args.joint or None,
                "steps": args.steps, "level": args.level, "refine": args.refine}  # fmt: skip
     codec = args.codec or video.default_codec(args.input)
-    device = _device(args.device) if registry.get(codec).uses_torch else "cpu"  # classical: always CPU
-    result = video.encode_file(
-        args.input, args.output, codec, quality=args.quality, options=options, device=device,
-        progress=not args.quiet,
-    )  # fmt: skip
+    uses_torch = registry.get(codec).uses_torch
+    with _runner(args, uses_torch) as runner:
+        device = runner.device if args.ray else _device(args.device) if uses_torch else "cpu"  # classical: CPU
+        result = video.encode_file(
+            args.input, args.output, codec, quality=args.quality, options=options, device=device,
+            runner=runner, progress=not args.quiet,
+        )  # fmt: skip
     if not args.quiet:
         print(result.summary())
     return EXIT_OK
+
+
+def _cmd_batch(args) -> int:
+    from ncodec.video.batch import BatchSettings, run_batch
+
+    options = {"crf": args.crf, "time_budget": args.time_budget}
+    settings = BatchSettings(task=args.task, codec=args.codec, quality=args.quality, options=options,
+                             scale=args.scale, method=args.method)  # fmt: skip
+    settings.check()
+    with _runner(args) as runner:
+        settings.device = runner.device if args.ray else _device(args.device)
+        report = run_batch(args.input, args.output, settings, runner, progress=not args.quiet)
+    print(report.table())  # the summary is the point of a batch, even with --quiet
+    return EXIT_FAILURE if report.failed else EXIT_OK
 
 
 def _cmd_decode(args) -> int:
@@ -181,6 +216,16 @@ def _cmd_train(args) -> int:
     return EXIT_OK
 
 
+def _add_parallel_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=int, metavar="N", help=f"{what}run on N local worker processes")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help=f"{what}run as tasks on the Ray cluster at ADDRESS (auto: the one this environment "
+                             "names); needs pip install 'ncodec[ray]'")  # fmt: skip
+    parser.add_argument("--threads", type=int, metavar="T",
+                        help="torch threads per task (default: the CPUs shared among the workers; 1 per Ray task); "
+                             "the same T gives the same bytes with or without workers")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ncodec import video  # noqa: F401  (registers the codecs, so --help can list them)
     from ncodec.codec.container import DEFAULT_MAX_OUTPUT_PIXELS
@@ -220,7 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--refine", type=int, metavar="STEPS", help="mlic: per-image latent refinement (SGA) steps")
     e.add_argument("--steps", type=int, help="STDO: training steps per model when no --time-budget is given")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
+    _add_parallel_options(e, "hnerv/stdo: ")
     e.set_defaults(func=_cmd_encode)
+
+    bt = sub.add_parser("batch", parents=[common], help="encode, upscale or dereflect every media file of a folder",
+                        description="Apply --task to every image and video in IN_DIR (not its subfolders), writing "
+                                    "into OUT_DIR: encode -> NAME.bin, upscale and dereflect -> the same name. Files "
+                                    "whose output exists are skipped, so an interrupted batch resumes; a file that "
+                                    "fails is reported and the rest go on. Ends with a summary table; exit 1 if any "
+                                    "file failed.")  # fmt: skip
+    bt.add_argument("input", metavar="IN_DIR")
+    bt.add_argument("output", metavar="OUT_DIR")
+    bt.add_argument("--task", choices=["encode", "upscale", "dereflect"], default="encode")
+    bt.add_argument("--codec", "-c", help="encode: codec (default: stdo for videos, mlic for images)")
+    bt.add_argument("--quality", choices=["low", "medium", "high", "best"], help="encode: quality preset")
+    bt.add_argument("--crf", type=int, help="encode: constant rate factor of the classical codecs")
+    bt.add_argument("--time-budget", type=float, metavar="SECONDS", help="encode: fitting time per file (neural codecs)")
+    bt.add_argument("--scale", "-s", type=int, choices=[2, 3, 4], help="upscale: factor")
+    bt.add_argument("--method", default="auto", choices=["auto", "net", "classic"], help="dereflect: method")
+    bt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _add_parallel_options(bt, "files ")
+    bt.set_defaults(func=_cmd_batch)
 
     d = sub.add_parser("decode", parents=[common, writes], help="decode an ncodec bitstream to a video or image file",
                        description="Decode IN to OUT; the output type follows OUT's extension "
@@ -316,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _refuse_overwrite(args) -> None:
     """An existing OUT is replaced only when the user said so (--overwrite / -y)."""
-    if getattr(args, "output", None) is not None:
+    if getattr(args, "overwrite", None) is not None:  # the commands that write one OUT file
         from ncodec.codec.atomic import check_output_path
 
         check_output_path(args.output, args.input, overwrite=args.overwrite)

@@ -28,7 +28,7 @@ import numpy as np
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
-from .registry import Codec, Section, register, segments
+from .registry import Section, SegmentedCodec, register
 from .weights import decode_state, encode_state
 
 # torch and the models load on first use, so that registering this codec stays cheap
@@ -121,8 +121,8 @@ def _prune_masks(model, fraction: float) -> dict:
     return masks
 
 
-class HNeRVCodec(Codec):
-    name, tag = "hnerv", "hnrv"
+class HNeRVCodec(SegmentedCodec):
+    name, tag, segment_tag = "hnerv", "hnrv", SEGMENT_TAG
     description = "HNeRV neural representation (fitted per segment; slow to encode, fast to decode)"
     uses_torch = True
     quality_levels = {
@@ -131,9 +131,6 @@ class HNeRVCodec(Codec):
         "high": {"size": 1_000_000, "epochs": 300},
         "best": {"size": 3_000_000, "epochs": 600},
     }
-
-    def section_tags(self) -> tuple[str, ...]:
-        return (SEGMENT_TAG,)
 
     def params(self, width: int, height: int, fps, options: dict) -> dict:
         size = int(options.get("size") or 300_000)
@@ -186,26 +183,19 @@ class HNeRVCodec(Codec):
                 raise BitstreamError("HNeRV decoder would need more memory than the format allows")
         return cfg
 
-    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:
-        runtime = runtime or {}
-        p, cfg = header.params, self._config(header)
-        total = max(header.frame_count, 1)
-        for batch in segments(frames, p["segment_frames"]):
-            yield SEGMENT_TAG, self.encode_segment(batch, cfg, p, total, runtime)[0]
-
-    def encode_segment(self, rgb: list[np.ndarray], cfg, p: dict, total: int,
-                       runtime: dict) -> tuple[bytes, list[np.ndarray]]:  # fmt: skip
-        """Fit one segment; return its section payload and the decoder's frames for it."""
+    def encode_segment(self, rgb: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:
+        """Fit one segment: fit, prune, fine-tune, quantise, entropy-code."""
         import torch
         from tqdm import tqdm
 
         from ncodec.models.hnerv import HNeRV, fit, pad_frames
 
+        p, cfg = header.params, self._config(header)
         device = torch.device(runtime.get("device", "cpu"))
         torch.manual_seed(p["seed"])
         frames = pad_frames(torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2), cfg).to(device)
         model = HNeRV(cfg).to(device)
-        share = len(rgb) / total
+        share = len(rgb) / max(header.frame_count, 1)
         budget = p["time_budget"] * share if p["time_budget"] else None
         bar = tqdm(total=100, desc=f"fit {len(rgb)} frames", unit="%", file=sys.stderr, leave=False,
                    disable=not runtime.get("progress"), bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")  # fmt: skip
@@ -232,8 +222,7 @@ class HNeRVCodec(Codec):
             encode_state(state, p["weight_bits"]),
             encode_symbols(q),
         ])  # fmt: skip
-        h, w = rgb[0].shape[:2]
-        return payload, list(decode_segment(payload, cfg, h, w))
+        return payload
 
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
         cfg = self._config(header)

@@ -7,6 +7,7 @@ never touches files or PyAV streams (``ncodec.video`` does); it sees frames, a
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Iterable, Iterator
 
@@ -66,6 +67,38 @@ def segments(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarra
             batch = []
     if batch:
         yield batch
+
+
+class SegmentedCodec(Codec):
+    """A codec that cuts the clip into independent segments of at most
+    ``params["segment_frames"]`` frames, each coded on its own into one ``segment_tag``
+    section (HNeRV, STDO). A segment is a pure function of its frames and the header, so
+    segments can run anywhere: here one after another, or spread over worker processes or
+    a cluster by a ``runtime["map"]`` that ``ncodec.video.parallel`` provides; the sections
+    come back in order either way."""
+
+    segment_tag: str
+
+    def section_tags(self) -> tuple[str, ...]:
+        return (self.segment_tag,)
+
+    @abstractmethod
+    def encode_segment(self, frames: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:
+        """The payload of one segment's section."""
+
+    def encode(
+        self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None
+    ) -> Iterator[Section]:
+        runtime = dict(runtime or {})
+        run = runtime.pop("map", None) or map  # (function, iterable) -> results in order
+        job = functools.partial(encode_segment_of, self.name, header, runtime)
+        for payload in run(job, segments(frames, int(header.params["segment_frames"]))):
+            yield self.segment_tag, payload
+
+
+def encode_segment_of(codec: str, header: StreamHeader, runtime: dict, frames: list[np.ndarray]) -> bytes:
+    """One segment of a :class:`SegmentedCodec`, named so that a worker process can run it."""
+    return get(codec).encode_segment(frames, header, runtime)
 
 
 _BY_NAME: dict[str, Codec] = {}

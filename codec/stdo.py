@@ -40,7 +40,7 @@ from . import registry
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
-from .registry import Codec, Section, register, segments
+from .registry import Codec, Section, SegmentedCodec, register
 from .weights import decode_state, encode_state
 
 SEGMENT_TAG = "SSEG"
@@ -108,8 +108,8 @@ def code_weights(state: dict, generic: dict) -> tuple[bool, bytes]:
     return min(options, key=lambda o: len(o[1]))
 
 
-class STDOCodec(Codec):
-    name, tag = "stdo", "stdo"
+class STDOCodec(SegmentedCodec):
+    name, tag, segment_tag = "stdo", "stdo", SEGMENT_TAG
     description = "STDO: low-resolution x264/x265 stream + ESPCN models overfitted to chunks of the video"
     uses_torch = True
     quality_levels = {
@@ -118,9 +118,6 @@ class STDOCodec(Codec):
         "high": {"crf": 22, "chunks": 4},
         "best": {"crf": 18, "chunks": 8},
     }
-
-    def section_tags(self) -> tuple[str, ...]:
-        return (SEGMENT_TAG,)
 
     def params(self, width: int, height: int, fps, options: dict) -> dict:
         from ncodec.models.espcn import SCALES
@@ -187,14 +184,6 @@ class STDOCodec(Codec):
 
     # -- encoder -------------------------------------------------------------------------
 
-    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:
-        runtime = runtime or {}
-        p, inner, lr_header = self._layout(header)
-        if p.get("generic") != generic_fingerprint(p["scale"]):
-            raise UsageError("the shipped ESPCN weights changed since these parameters were made")
-        for batch in segments(frames, p["segment_frames"]):
-            yield SEGMENT_TAG, self.encode_segment(batch, header, runtime)
-
     def encode_segment(self, rgb: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:
         import torch
         from tqdm import tqdm
@@ -203,6 +192,8 @@ class STDOCodec(Codec):
         from ncodec.models.upscaler import load_espcn
 
         p, inner, lr_header = self._layout(header)
+        if p.get("generic") != generic_fingerprint(p["scale"]):
+            raise UsageError("the shipped ESPCN weights changed since these parameters were made")
         s, patch, k = p["scale"], p["patch"], p["chunks"]
         torch.manual_seed(p["seed"])
         lw, lh = lr_header.width, lr_header.height
@@ -213,6 +204,7 @@ class STDOCodec(Codec):
         win = stdo.windows(_luma(seen), patch)
         target = stdo.hr_patches(_luma(hr), patch, s)
         generic = load_espcn(s)
+        k = min(k, len(win))  # a tiny segment has fewer patches than chunks: no empty chunk
         ids = stdo.chunk_by_difficulty(stdo.patch_errors(generic, win, target), k)
         share = len(rgb) / max(header.frame_count, 1)
         budget = p["time_budget"] * share if p["time_budget"] else 0.0

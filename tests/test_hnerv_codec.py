@@ -41,10 +41,14 @@ def test_decode_equals_encoder_reconstruction(encoded):
     with MediaReader(src) as r:
         frames = list(r.frames())[:3]
     params = HNERV.params(64, 40, 25, {"size": 20_000, "epochs": 3, "segment_frames": 3})
+    from fractions import Fraction
+
+    from ncodec.codec.container import StreamHeader
     from ncodec.models.hnerv import HNeRVConfig
 
     cfg = HNeRVConfig.from_json(params["config"])
-    payload, recon = HNERV.encode_segment(frames, cfg, params, 3, {})
+    payload = HNERV.encode_segment(frames, StreamHeader(HNERV.tag, 64, 40, Fraction(25), 3, params=params), {})
+    recon = list(decode_segment(payload, cfg, 40, 64))
     again = list(decode_segment(payload, cfg, 40, 64))
     assert len(recon) == len(again) == 3
     assert all(np.array_equal(a, b) for a, b in zip(recon, again))

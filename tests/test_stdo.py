@@ -121,3 +121,15 @@ def test_frames_stream_to_a_player(encoded, tmp_path):
         written = list(r.frames())
     assert len(frames) == 6 and frames[0].shape == (50, 70, 3)
     assert all(np.array_equal(a, b) for a, b in zip(frames, written))
+
+
+def test_more_chunks_than_patches(tmp_path):
+    """A segment of 2 frames of one patch each asked for 4 chunks: 2 models, no empty chunk
+    (this raised a RuntimeError from torch before)."""
+    src = make_video(tmp_path / "tiny.mp4", 64, 48, frames=2)
+    res = encode_file(src, tmp_path / "tiny.bin", "stdo", options={"steps": 2, "chunks": 4, "patch": 32})
+    out = decode_file(tmp_path / "tiny.bin", tmp_path / "tiny.mkv", lossless=True, reference=src)
+    assert res.frames == out.frames == 2 and out.quality["psnr"] > 20
+    with ContainerReader(tmp_path / "tiny.bin") as r:
+        meta = unpack_chunks(next(r.sections("SSEG"))[1])[0]
+    assert b'"models": 2' in meta

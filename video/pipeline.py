@@ -29,6 +29,7 @@ from . import metrics
 from .audio import AUDIO_SECTION, AudioCopier, check_audio_file, packet_time, packets_in_time_order, split_file
 from .images import ALPHA_SECTION, GRAY_SECTION, IMAGE_SUFFIXES, check_alpha, check_image_size, pack_alpha
 from .images import read_image, unpack_alpha, write_image
+from .parallel import Runner
 from .reader import MediaReader
 from .writer import VideoWriter
 
@@ -88,6 +89,11 @@ def _counted(frames: Iterable[np.ndarray], bar: tqdm, counter: list[int]) -> Ite
         yield frame
 
 
+def segmented_codecs() -> list[str]:
+    """The codecs whose segments can run in parallel (--workers, --ray)."""
+    return [n for n in registry.names() if isinstance(registry.get(n), registry.SegmentedCodec)]
+
+
 def resolve_options(codec: registry.Codec, quality: str | None, options: dict) -> dict:
     """--quality preset first, explicit options (--crf, ...) on top."""
     resolved = {}
@@ -120,11 +126,21 @@ def encode_file(
     quality: str | None = None,
     options: dict | None = None,
     device: str = "cpu",
+    runner: Runner | None = None,
     progress: bool = False,
 ) -> EncodeResult:
     """Encode ``src`` (any video or image PyAV reads) into the ncodec bitstream ``dst``.
-    ``device`` is where a neural codec runs ("cpu" or "cuda")."""
+    ``device`` is where a neural codec runs ("cpu" or "cuda"). ``runner`` (from
+    :func:`ncodec.video.parallel.make_runner`, entered) spreads the segments of HNeRV and
+    STDO over worker processes or a Ray cluster; the bytes equal a single-process encode
+    with the runner's threads per task."""
     the_codec = registry.get(codec)
+    runtime = {"device": device, "progress": progress}
+    if runner is not None:
+        if not isinstance(the_codec, registry.SegmentedCodec):
+            raise UsageError(f"--workers and --ray spread the segments of {', '.join(segmented_codecs())}; "
+                             f"{codec} does not encode in segments")  # fmt: skip
+        runtime.update(map=runner, progress=progress and type(runner) is Runner)  # no bars from workers
     start = time.perf_counter()
     with MediaReader(src) as reader, tempfile.TemporaryDirectory(prefix="ncodec-") as scratch:
         check_output_path(dst, src)
@@ -141,7 +157,7 @@ def encode_file(
         count = [0]
         with ContainerWriter(dst, header) as writer, progress_bar(info.frame_count, f"encode {codec}", progress) as bar:
             frames = _counted(reader.frames(audio_sink=sink), bar, count)
-            for tag, payload in the_codec.encode(frames, header, {"device": device, "progress": progress}):
+            for tag, payload in the_codec.encode(frames, header, runtime):
                 writer.write(tag, payload)
             audio_bytes = 0
             if is_image(src):
@@ -299,6 +315,16 @@ def compare(reference: str | os.PathLike, distorted: str | os.PathLike, *, with_
             meter.add(a, b)
     if not meter.psnr:
         raise InputError("no frames to compare")
+    return meter.result()
+
+
+def bitstream_quality(bitstream: str | os.PathLike, reference: str | os.PathLike) -> dict:
+    """Mean PSNR and PSNR-Y of the ncodec bitstream's decoded frames against the media file
+    ``reference`` it was encoded from, without writing any file."""
+    meter = metrics.QualityMeter(with_ms_ssim=False)
+    with MediaReader(reference) as ref:
+        for a, b in zip(ref.frames(), decode_frames(bitstream)):
+            meter.add(a, b)
     return meter.result()
 
 

@@ -177,6 +177,15 @@ def _cmd_app(args) -> int:
     return EXIT_OK
 
 
+def _factors(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(f) for f in text.split(","))
+    except ValueError:
+        raise UsageError(f"--downscales takes comma-separated numbers, not {text!r}") from None
+
+
 def _cmd_train(args) -> int:
     from ncodec.video.training import train_espcn, train_mlic
 
@@ -207,7 +216,7 @@ def _cmd_train(args) -> int:
     card = train_espcn(
         args.data, args.out, args.scale, minutes=args.minutes, seed=args.seed, threads=args.threads,
         checkpoint=args.checkpoint, resume=args.resume, init=args.init, patch=args.patch, batch=args.batch,
-        lr=args.lr, progress=not args.quiet,
+        lr=args.lr, downscales=_factors(args.downscales), progress=not args.quiet,
     )  # fmt: skip
     if not args.quiet:
         val = card["val_psnr_y"]
@@ -374,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patch", type=int, help="LR training patch side (default 32)")
     t.add_argument("--batch", type=int, help="patches per step (espcn default 32, mlic 8)")
     t.add_argument("--lr", type=float, help="peak learning rate (default espcn 3e-4, mlic 1e-4)")
+    t.add_argument("--downscales", metavar="F,F,...",
+                   help="espcn: also train on every photo shrunk by these factors (e.g. 1,0.75,0.5)")
     t.add_argument("--init", metavar="WEIGHTS", help="start from these weights (e.g. the shipped ones), new schedule")
     t.set_defaults(func=_cmd_train)
     return p

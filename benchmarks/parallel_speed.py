@@ -29,8 +29,8 @@ from ncodec.video.bench import save_results
 from ncodec.video.parallel import available_cpus
 
 CODECS = {  # fixed epochs/steps, not a time budget: the work per segment is the same in every run
-    "hnerv": ["--size", "100000", "--epochs", "40", "--segment-frames", "10"],
-    "stdo": ["--steps", "300", "--chunks", "4", "--segment-frames", "10"],
+    "hnerv": ["--size", "100000", "--epochs", "20", "--segment-frames", "10"],
+    "stdo": ["--steps", "100", "--chunks", "4", "--segment-frames", "10"],
 }
 RUNS = {"1 worker": [], "2 workers": ["--workers", "2"], "1 thread": ["--threads", "1"]}
 FILM = {"minutes": 120, "fps": 24, "width": 1920, "height": 1080, "segment_frames": 120}

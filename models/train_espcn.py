@@ -13,7 +13,8 @@ with 32-px crops almost half the outputs would otherwise be padding-dependent, u
 the full pictures it is evaluated on); bf16 autocast with channels-last tensors where the
 CPU has native bf16 (weights, Adam and the loss stay fp32; validation runs in fp32);
 Adam; learning rate warmed up over the first 2 % then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
-of the budget, then MSE (the metric is PSNR); fixed seed; checkpoints (weights, Adam
+of the budget, then MSE (the metric is PSNR); optionally scale augmentation (each training
+photo also at smaller sizes, ``downscales``); fixed seed; checkpoints (weights, Adam
 moments, step, elapsed time) that a later run resumes from.
 """
 
@@ -51,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     val_every: float = 60.0  # seconds between validations/checkpoints
     threads: int | None = None
+    downscales: tuple[float, ...] = (1.0,)  # scale augmentation of the training photos (downscaled_copies)
 
 
 @dataclass
@@ -66,6 +68,21 @@ def make_pair(rgb: np.ndarray, scale: int) -> Pair:
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
     lr = (bicubic_resize(t, 1 / scale).clamp(0, 1) * 255).round() / 255
     return Pair(hr=rgb_to_ycbcr(t)[0, :1].contiguous(), lr=rgb_to_ycbcr(lr)[0, :1].contiguous())
+
+
+def downscaled_copies(rgb: np.ndarray, factors: tuple[float, ...]) -> list[np.ndarray]:
+    """The photo at each factor (1.0: as it is; below: bicubic-shrunk, then rounded to
+    uint8): scale augmentation, the standard SR trick for a small training set, gives the
+    network sharper, denser detail of the kind the SR benchmarks hold."""
+    out = []
+    for f in factors:
+        if f == 1.0:
+            out.append(rgb)
+            continue
+        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+        small = (bicubic_resize(t, f).clamp(0, 1) * 255).round().to(torch.uint8)
+        out.append(small[0].permute(1, 2, 0).contiguous().numpy())
+    return out
 
 
 def psnr_y(sr: torch.Tensor, hr: torch.Tensor, border: int) -> float:

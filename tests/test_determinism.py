@@ -34,6 +34,25 @@ def test_same_input_and_seed_give_identical_bytes(encoded, codec):
     assert a.read_bytes() == b.read_bytes()
 
 
+def test_x264_gives_identical_bytes_on_real_footage():
+    """x264's AVX-512 paths made MB-tree rate control give 2-4 different streams in 4 encodes
+    of these frames (half-size city footage, STDO's low-resolution stream); now one."""
+    from fractions import Fraction
+
+    from ncodec.codec.container import StreamHeader
+    from ncodec.video import MediaReader
+
+    from ncodec.codec.stdo import downscale
+
+    with MediaReader(Path(__file__).parents[1] / "samples" / "city.mp4") as r:
+        frames = downscale([rgb for rgb, _ in zip(r.frames(), range(25))], 2)[1]
+    x264 = registry.get("x264")
+    h, w = frames[0].shape[:2]
+    header = StreamHeader(x264.tag, w, h, Fraction(25), len(frames), params=x264.params(w, h, Fraction(25), {}))
+    streams = {b"".join(p for _, p in x264.encode(iter(frames), header)) for _ in range(4)}
+    assert len(streams) == 1
+
+
 def _frames_digest(path: Path, threads: int) -> str:
     code = (
         "import hashlib, sys, torch; torch.set_num_threads(int(sys.argv[2]));"

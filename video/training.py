@@ -32,9 +32,11 @@ def train_espcn(
     patch: int | None = None,
     batch: int | None = None,
     lr: float | None = None,
+    downscales: tuple[float, ...] | None = None,
     progress: bool = False,
 ) -> dict:
     """Train ESPCN ×``scale`` on the photos under ``data``; write ``out`` and its model card.
+    ``downscales`` adds each training photo at those sizes too (e.g. (1.0, 0.75, 0.5)).
     Returns the model card."""
     from ncodec.models import train_espcn as recipe
 
@@ -43,15 +45,19 @@ def train_espcn(
     out_path = check_output_path(out)
     init_state = _load_init(init)
     train_files, val_files = split_photos(data)
+    overrides = {k: v for k, v in {"patch": patch, "batch": batch, "lr": lr, "downscales": downscales}.items()
+                 if v is not None}  # fmt: skip
+    cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads, **overrides)
+    if not all(0.2 <= f <= 1.0 for f in cfg.downscales):
+        raise UsageError("--downscales must be factors in 0.2..1.0")
     bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
-    pairs = {}
+    pairs, train_pairs = {}, []
     for f in bar:
         rgb = read_image(f)[0]
         if f in val_files:  # a fixed centre crop keeps validation quick
-            rgb = centre_crop(rgb, 192 // scale * scale)
-        pairs[f] = recipe.make_pair(rgb, scale)
-    overrides = {k: v for k, v in {"patch": patch, "batch": batch, "lr": lr}.items() if v is not None}
-    cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads, **overrides)
+            pairs[f] = recipe.make_pair(centre_crop(rgb, 192 // scale * scale), scale)
+        else:
+            train_pairs += [recipe.make_pair(copy, scale) for copy in recipe.downscaled_copies(rgb, cfg.downscales)]
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
     progress = tqdm(total=round(cfg.minutes * 60), desc=f"train espcn x{scale}", unit="s", file=sys.stderr,
                     disable=not progress, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{remaining}] {postfix}")  # fmt: skip
@@ -64,7 +70,7 @@ def train_espcn(
 
     try:
         model, state = recipe.train(
-            cfg, [pairs[f] for f in train_files], [pairs[f] for f in val_files], checkpoint,
+            cfg, train_pairs, [pairs[f] for f in val_files], checkpoint,
             resume=resume, on_progress=report, init=init_state,
         )  # fmt: skip
     except ValueError as e:  # e.g. every photo smaller than one training patch
@@ -80,7 +86,8 @@ def train_espcn(
         "recipe": state["config"] | {
             "command": f"ncodec train espcn --scale {scale} --data {data} --out {out} "
                        f"--minutes {minutes} --seed {seed}" + (f" --init {init}" if init else "")
-                       + "".join(f" --{k} {v}" for k, v in overrides.items()),
+                       + "".join(f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                                 for k, v in overrides.items()),
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
             "init": f"continued from {init}" if init else "bicubic initialisation (models/espcn.py)",
         },

@@ -74,6 +74,25 @@ def test_parallel_options_bad_use(clip, tmp_path):
     assert_one_line_error(r, 2, "pip install 'ncodec[ray]'")
 
 
+def test_sigterm_stops_the_workers_and_leaves_nothing(clip, tmp_path):
+    dst = tmp_path / "stopped.bin"
+    proc = subprocess.Popen([*NCODEC, "encode", clip, dst, "-c", "hnerv", "--size", "10000", "--epochs", "500",
+                             "--segment-frames", "2", "--workers", "2", "-q"], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    workers: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+    assert len(workers) >= 2, "the worker processes never started"
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and stderr == "ncodec: interrupted; no output was written\n", stderr
+    assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture()
 def folder(tmp_path, clip) -> Path:
     """Two clips, a photo, a file that only looks like a video, and a text file."""

@@ -112,6 +112,10 @@ class ProcessRunner(_Windowed):
     def _new_pool(self) -> ProcessPoolExecutor:
         import multiprocessing
 
+        # Workers killed mid-task (Ctrl-C, SIGTERM) leave two queue semaphores that
+        # multiprocessing's resource tracker then removes itself, with a warning on stderr
+        # that is not ours to show; the tracker reads this when it starts.
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def __enter__(self) -> "ProcessRunner":
@@ -124,11 +128,11 @@ class ProcessRunner(_Windowed):
             return
         # interrupted or failed: the workers' current tasks are of no use any more
         processes = list((self._pool._processes or {}).values())  # the executor offers no public kill
-        self._pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.kill()
         for process in processes:
             process.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, job: Callable, item):
         try:

@@ -202,8 +202,7 @@ def _task_pids() -> list[int]:
     return [int(p) for p in r.stdout.split()]
 
 
-def test_ray_batch_survives_a_killed_worker(ray_cluster, folder, tmp_path):
-    (folder / "broken.mp4").unlink()
+def test_ray_batch_survives_a_killed_worker_and_a_bad_file(ray_cluster, folder, tmp_path):
     out = tmp_path / "out"
     batch = subprocess.Popen([*NCODEC, "batch", folder, out, "-c", "hnerv", "--time-budget", "6", "--ray", ray_cluster,
                               "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -219,6 +218,7 @@ def test_ray_batch_survives_a_killed_worker(ray_cluster, folder, tmp_path):
         time.sleep(0.2)
     stdout, stderr = batch.communicate(timeout=300)
     assert killed is not None, "no Ray task process was seen to kill"
-    assert batch.returncode == 0, stdout + stderr
-    assert "3 files: 3 done, 0 skipped (already there), 0 failed" in stdout
+    assert batch.returncode == 1, stdout + stderr  # the bad file
+    assert "4 files: 3 done, 0 skipped (already there), 1 failed" in stdout
+    assert "not a media file" in next(line for line in stdout.splitlines() if line.startswith("broken.mp4"))
     assert sorted(p.name for p in out.iterdir()) == ["a.bin", "b.bin", "photo.bin"]

@@ -93,6 +93,27 @@ def test_sigterm_stops_the_workers_and_leaves_nothing(clip, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _square_or_die(n: int) -> int:
+    if n == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # a worker killed mid-task (OOM killer, operator)
+    if n == 4:
+        raise ValueError("four is refused")
+    return n * n
+
+
+def test_local_worker_death_fails_only_its_item():
+    from ncodec.video.parallel import ProcessRunner, WorkerLost
+
+    with ProcessRunner(2, threads=1) as runner:
+        results = list(runner(_square_or_die, range(7), errors="return"))
+        assert [r for i, r in enumerate(results) if i not in (2, 4)] == [0, 1, 9, 25, 36]
+        assert isinstance(results[2], WorkerLost) and isinstance(results[4], ValueError)
+        assert list(runner(_square_or_die, [5, 6])) == [25, 36]  # the dead worker was replaced
+        with pytest.raises(ValueError, match="four"):
+            list(runner(_square_or_die, [4, 3, 5]))  # raised while the other worker is busy
+        assert list(runner(_square_or_die, [1, 3])) == [1, 9]  # its late answer did not leak in here
+
+
 @pytest.fixture()
 def folder(tmp_path, clip) -> Path:
     """Two clips, a photo, a file that only looks like a video, and a text file."""

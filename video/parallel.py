@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
 from ncodec.codec.errors import InputError, UsageError
@@ -99,54 +97,109 @@ class _Windowed(Runner):
             yield collect()
 
 
-class ProcessRunner(_Windowed):
-    """``workers`` local processes (spawned: a forked torch is not fork-safe), each task
-    with ``threads`` torch threads (default: the CPUs shared out evenly)."""
+def _worker_main(conn, threads: int) -> None:
+    """A local worker: run (job, item) messages until the pipe closes; answer (ok, value)."""
+    import torch
+
+    import ncodec.video  # noqa: F401  (registers every codec, the classical ones included)
+
+    torch.set_num_threads(threads)
+    while True:
+        try:
+            job, item = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer = (True, job(item))
+        except Exception as e:
+            answer = (False, e)
+        try:
+            conn.send(answer)
+        except Exception as e:  # a result or an exception that does not pickle
+            conn.send((False, RuntimeError(f"{type(e).__name__}: {e}")))
+
+
+class _Worker:
+    def __init__(self, threads: int):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a forked torch is not fork-safe
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, threads), daemon=True)
+        self.process.start()
+        child.close()
+
+    def stop(self, kill: bool) -> None:
+        if kill:
+            self.process.kill()
+        self.conn.close()  # an idle worker's recv ends: it returns
+        self.process.join()
+
+
+class ProcessRunner(Runner):
+    """``workers`` local processes, each task with ``threads`` torch threads (default: the
+    CPUs shared out evenly). Each worker has its own pipe and gets a task only when idle,
+    so nothing queues in between: a worker that dies (killed, out of memory) fails just
+    its own item (WorkerLost) and is replaced, and stopping never waits on a queue."""
 
     def __init__(self, workers: int, threads: int | None = None):
         super().__init__(threads or max(1, available_cpus() // workers))
         self.workers = workers
-        self.window = 2 * workers  # one running and one waiting per worker
-        self._pool: ProcessPoolExecutor | None = None
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        # Workers killed mid-task (Ctrl-C, SIGTERM) leave two queue semaphores that
-        # multiprocessing's resource tracker then removes itself, with a warning on stderr
-        # that is not ours to show; the tracker reads this when it starts.
-        os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self.window = 2 * workers  # items taken ahead of the oldest unfinished one: bounds memory
+        self._pool: list[_Worker] = []
 
     def __enter__(self) -> "ProcessRunner":
-        self._pool = self._new_pool()
+        self._pool = [_Worker(self.threads) for _ in range(self.workers)]
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self._pool.shutdown(wait=True)
-            return
-        # interrupted or failed: the workers' current tasks are of no use any more
-        processes = list((self._pool._processes or {}).values())  # the executor offers no public kill
-        for process in processes:
-            process.kill()
-        for process in processes:
-            process.join()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self._pool:  # interrupted or failed: the running tasks are of no use any more
+            worker.stop(kill=exc_type is not None)
+        self._pool = []
 
-    def _submit(self, job: Callable, item):
-        try:
-            return self._pool.submit(_run_with_threads, self.threads, job, item)
-        except BrokenProcessPool:  # a worker died earlier (its items already failed): start afresh
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-            return self._pool.submit(_run_with_threads, self.threads, job, item)
+    def __call__(self, job: Callable, items: Iterable, errors: str = "raise") -> Iterator:
+        from multiprocessing.connection import wait
 
-    def _result(self, future):
+        items, done = iter(items), object()
+        busy: dict[_Worker, int] = {}  # worker -> index of its item
+        results: dict[int, tuple[bool, object]] = {}  # finished, waiting for their turn: (ok, value)
+        taken = given = 0  # items taken from the input / results handed out
+        exhausted = False
         try:
-            return future.result()
-        except BrokenProcessPool:
-            raise WorkerLost("a worker process died (killed or out of memory)") from None
+            while True:
+                for worker in self._pool:
+                    if worker in busy or exhausted or taken - given >= self.window:
+                        continue
+                    item = next(items, done)
+                    if item is done:
+                        exhausted = True
+                        break
+                    worker.conn.send((job, item))
+                    busy[worker], taken = taken, taken + 1
+                while given in results:
+                    ok, value = results.pop(given)
+                    given += 1
+                    if not ok and errors == "raise":
+                        raise value
+                    yield value
+                if exhausted and given == taken:
+                    return
+                if not busy:
+                    continue
+                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+                for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
+                    index = busy.pop(worker)
+                    try:
+                        results[index] = worker.conn.recv()
+                    except (EOFError, OSError):  # it died mid-task: replace it
+                        results[index] = (False, WorkerLost("a worker process died (killed or out of memory)"))
+                        worker.stop(kill=True)
+                        self._pool[self._pool.index(worker)] = _Worker(self.threads)
+        except (Exception, GeneratorExit):  # stopped early (an error, or the caller gave up)
+            for worker in busy:  # their answers would reach the next call: replace them
+                worker.stop(kill=True)
+                self._pool[self._pool.index(worker)] = _Worker(self.threads)
+            raise
 
 
 class RayRunner(_Windowed):

@@ -56,7 +56,7 @@ def train_espcn(
         rgb = read_image(f)[0]
         if f in val_files:  # a fixed centre crop keeps validation quick
             pairs[f] = recipe.make_pair(centre_crop(rgb, 192 // scale * scale), scale)
-        else:
+        if f in train_files:  # (a folder of one photo uses it for both)
             train_pairs += [recipe.make_pair(copy, scale) for copy in recipe.downscaled_copies(rgb, cfg.downscales)]
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
     progress = tqdm(total=round(cfg.minutes * 60), desc=f"train espcn x{scale}", unit="s", file=sys.stderr,

@@ -99,11 +99,17 @@ class _Windowed(Runner):
 
 def _worker_main(conn, threads: int) -> None:
     """A local worker: run (job, item) messages until the pipe closes; answer (ok, value)."""
+    import threading
+
     import torch
+    from tqdm import tqdm
 
     import ncodec.video  # noqa: F401  (registers every codec, the classical ones included)
 
     torch.set_num_threads(threads)
+    # tqdm's default lock is a multiprocessing semaphore; a worker killed while holding one
+    # makes Python's resource tracker warn on the user's terminal. A worker's bars are off.
+    tqdm.set_lock(threading.RLock())
     while True:
         try:
             job, item = conn.recv()

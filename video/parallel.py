@@ -67,36 +67,6 @@ class Runner:
                 yield e
 
 
-class _Windowed(Runner):
-    """Submits items while fewer than ``window`` are in flight; yields in order."""
-
-    window = 2
-
-    def _submit(self, job: Callable, item):
-        raise NotImplementedError
-
-    def _result(self, handle):
-        raise NotImplementedError
-
-    def __call__(self, job: Callable, items: Iterable, errors: str = "raise") -> Iterator:
-        pending: deque = deque()
-
-        def collect():
-            try:
-                return self._result(pending.popleft())
-            except Exception as e:
-                if errors == "raise":
-                    raise
-                return e
-
-        for item in items:
-            pending.append(self._submit(job, item))
-            if len(pending) >= self.window:
-                yield collect()
-        while pending:
-            yield collect()
-
-
 def _worker_main(conn, threads: int) -> None:
     """A local worker: run (job, item) messages until the pipe closes; answer (ok, value)."""
     import threading
@@ -208,7 +178,7 @@ class ProcessRunner(Runner):
             raise
 
 
-class RayRunner(_Windowed):
+class RayRunner(Runner):
     """Tasks on the Ray cluster at ``address`` ("auto": the one this environment names),
     each declaring ``threads`` CPUs and, when the work runs on CUDA, one GPU. A task whose
     worker dies is retried by Ray (RAY_RETRIES). ncodec must be installed on every node,
@@ -248,18 +218,29 @@ class RayRunner(_Windowed):
 
         ray.shutdown()
 
-    def _submit(self, job: Callable, item):
-        return self._remote.remote(self.threads, job, item)
-
-    def _result(self, ref):
+    def __call__(self, job: Callable, items: Iterable, errors: str = "raise") -> Iterator:
+        """Tasks submitted while fewer than ``window`` are unfinished; results in order."""
         import ray
 
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as e:  # the job's own exception, re-raised as itself
-            raise e.as_instanceof_cause() from None
-        except ray.exceptions.RayError as e:  # the task was lost for good (retries spent)
-            raise WorkerLost(f"a Ray task failed after {RAY_RETRIES} retries: {type(e).__name__}") from None
+        pending: deque = deque()
+
+        def collect():
+            try:
+                return ray.get(pending.popleft())
+            except ray.exceptions.RayTaskError as e:  # the job's own exception, re-raised as itself
+                error = e.as_instanceof_cause()
+            except ray.exceptions.RayError as e:  # the task was lost for good (retries spent)
+                error = WorkerLost(f"a Ray task failed after {RAY_RETRIES} retries: {type(e).__name__}")
+            if errors == "raise":
+                raise error
+            return error
+
+        for item in items:
+            pending.append(self._remote.remote(self.threads, job, item))
+            if len(pending) >= self.window:
+                yield collect()
+        while pending:
+            yield collect()
 
 
 def make_runner(workers: int | None = None, ray: str | None = None, threads: int | None = None,

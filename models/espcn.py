@@ -117,22 +117,28 @@ class ESPCN(nn.Module):
 
 
 STUDIO_GAIN, STUDIO_OFFSET = 219.0 / 255.0, 16.0 / 255.0  # studio Y = offset + gain * full-range Y
+# the network's input x (studio Y in 0..1) = offset + gain * u / 255 for luma u of each range
+LUMA_RANGES = {"full": (STUDIO_GAIN, STUDIO_OFFSET), "studio": (1.0, 0.0)}
 
 
 class FastESPCN(nn.Module):
     """Inference form of a trained ESPCN, computing the same function with less work.
 
-    Input and output are full-range luma in 0..255 (what OpenCV's YCrCb gives), the
-    studio-range conversion and the +-0.5 centring being folded into the first and last
-    convolutions (exact: replicate padding commutes with affine maps). With ``bf16`` the
+    Input and output are luma in 0..255: full range (what OpenCV's YCrCb gives) or, with
+    ``luma_range="studio"``, the 16..235 of a video's Y plane, which is what the network
+    was trained on. The range conversion and the +-0.5 centring are folded into the first
+    and last convolutions (exact: replicate padding commutes with affine maps). With ``bf16`` the
     two wide layers run in bfloat16 while the last layer and its output stay fp32, since
     bf16's 8-bit mantissa would quantise the output itself.
     """
 
-    def __init__(self, model: ESPCN, precision: str = "fp32"):
+    def __init__(self, model: ESPCN, precision: str = "fp32", luma_range: str = "full"):
         super().__init__()
         if precision not in ("fp32", "bf16"):
             raise ValueError("precision must be fp32 or bf16")
+        if luma_range not in LUMA_RANGES:
+            raise ValueError(f"luma_range must be one of {tuple(LUMA_RANGES)}")
+        gain, offset = LUMA_RANGES[luma_range]
         self.scale = model.scale
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.conv1 = nn.Conv2d(1, model.conv1.out_channels, 5, padding=2, padding_mode="replicate")
@@ -141,14 +147,14 @@ class FastESPCN(nn.Module):
                                padding_mode="replicate")  # fmt: skip
         self.shuffle = nn.PixelShuffle(model.scale)
         with torch.no_grad():
-            # conv1(x - 0.5) with x = OFFSET + GAIN * u / 255
+            # conv1(x - 0.5) with x = offset + gain * u / 255
             w1 = model.conv1.weight.double()
-            self.conv1.weight.copy_(w1 * STUDIO_GAIN / 255.0)
-            self.conv1.bias.copy_(model.conv1.bias.double() + (STUDIO_OFFSET - 0.5) * w1.sum(dim=(1, 2, 3)))
-            # u = 255 * (conv3(h) + 0.5 - OFFSET) / GAIN
-            k = 255.0 / STUDIO_GAIN
+            self.conv1.weight.copy_(w1 * gain / 255.0)
+            self.conv1.bias.copy_(model.conv1.bias.double() + (offset - 0.5) * w1.sum(dim=(1, 2, 3)))
+            # u = 255 * (conv3(h) + 0.5 - offset) / gain
+            k = 255.0 / gain
             self.conv3.weight.copy_(model.conv3.weight.double() * k)
-            self.conv3.bias.copy_((model.conv3.bias.double() + 0.5 - STUDIO_OFFSET) * k)
+            self.conv3.bias.copy_((model.conv3.bias.double() + 0.5 - offset) * k)
         self.conv1.to(self.dtype)
         self.conv2.to(self.dtype)
         self.eval()

@@ -3,10 +3,10 @@ synthesized on the fly from ordinary photos.
 
 Each sample takes a transmission crop T and a reflection crop R from two different
 photos and blends them with the established models (Zhang et al. 2018; Wei et al.,
-ERRNet, 2019): R is defocused (Gaussian blur, sigma 1..5), sometimes ghosted (a second,
+ERRNet, 2019): R is defocused (Gaussian blur, sigma 0.5..5), sometimes ghosted (a second,
 shifted and weaker copy, as from the two faces of a pane), scaled by a spatially varying
 strength (a random linear ramp or a Gaussian vignette), added to T in linear light
-(gamma 2.2), and the mean overflow above 1 is taken out of the reflection, per channel,
+(gamma 2.2) or to the gamma-encoded values, and the mean overflow above 1 is taken out of the reflection, per channel,
 before clipping (the overflow attenuation of both papers). The targets are T and the reflection actually left in
 the blend, I - T.
 
@@ -74,20 +74,27 @@ def _strength_map(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
 
 
 def synthesize(t: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(blend I, transmission T, reflection I - T) from two 1,3,H,W crops in [0, 1]."""
-    r = _gaussian_blur(r, float(rng.uniform(1.0, 5.0)))
-    r_lin, t_lin = r**GAMMA, t**GAMMA
+    """(blend I, transmission T, reflection I - T) from two 1,3,H,W crops in [0, 1].
+
+    Half the blends add the reflection in linear light (gamma 2.2, as light adds), half
+    add it to the gamma-encoded values (Zhang et al. 2018, CEILNet), where the same
+    reflection brightens shadows less and highlights more; photos through glass fall
+    between the two, depending on the camera's tone curve."""
+    r = _gaussian_blur(r, float(rng.uniform(0.5, 5.0)))
+    gamma = GAMMA if rng.random() < 0.5 else 1.0
+    r_lin, t_lin = r**gamma, t**gamma
     if rng.random() < 0.3:  # ghosting: a shifted, weaker second reflection
         dy, dx = (int(v) for v in rng.integers(-10, 11, 2))
         r_lin = (r_lin + rng.uniform(0.3, 0.8) * torch.roll(r_lin, (dy, dx), (2, 3))) / 1.6
     h, w = t.shape[-2:]
-    r_lin = r_lin * _strength_map(h, w, rng)[None, None]
+    strength = _strength_map(h, w, rng)[None, None]
+    r_lin = r_lin * (strength if gamma > 1 else strength * 0.7)
     # overflow attenuation (Zhang et al., ERRNet), per colour channel: where the blend
     # saturates, weaken the reflection by the mean overflow so that it does not clip.
     blend = t_lin + r_lin
     over = (blend - 1).clamp_min(0).sum((2, 3)) / (blend > 1).sum((2, 3)).clamp_min(1)
     r_lin = (r_lin - rng.uniform(1.08, 1.3) * over[..., None, None]).clamp(0, 1)
-    blend = (t_lin + r_lin).clamp(0, 1) ** (1 / GAMMA)
+    blend = (t_lin + r_lin).clamp(0, 1) ** (1 / gamma)
     return blend, t, blend - t
 
 

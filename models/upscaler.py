@@ -3,6 +3,7 @@
 >>> up = Upscaler(scale=3)
 >>> big = up.upscale(rgb)            # HxWx3 uint8 -> 3H x 3W x 3 uint8
 >>> bigs = up.upscale_batch(frames)  # N frames of one size at once
+>>> y, u, v = up.upscale_yuv420([y, u, v])  # a video's 4:2:0 planes, no RGB round trip
 
 Luma goes through ESPCN, chroma is upscaled bicubically (OpenCV). Large pictures are
 processed in tiles whose margins cover the network's receptive field, so the result
@@ -123,58 +124,81 @@ class Upscaler:
         if precision not in ("fp32", "bf16"):
             raise ValueError("precision must be fp32, bf16 or auto")
         self.scale, self.device, self.precision, self.tile = scale, torch.device(device), precision, tile
-        self.model = FastESPCN(model or load_espcn(scale, weights), precision).to(self.device)
+        self._espcn, self._compile = model or load_espcn(scale, weights), compile
+        self._nets: dict[str, list] = {}  # luma range -> [eager network, network in use]
         # channels-last is the faster layout for oneDNN's convolutions here (docs/BENCHMARKS.md)
         self.memory_format = torch.channels_last
-        self.model = self.model.to(memory_format=self.memory_format)
-        self._subpixels = self.model.subpixels
-        if compile:
-            self._subpixels = compiled_subpixels(self.model)
+
+    def _network(self, luma_range: str) -> list:
+        """[eager, in use] networks for luma of ``luma_range`` (full: RGB pictures; studio:
+        video planes), built on first use: the range is folded into the weights."""
+        if luma_range not in self._nets:
+            fast = FastESPCN(self._espcn, self.precision, luma_range).to(self.device)
+            fast = fast.to(memory_format=self.memory_format)
+            self._nets[luma_range] = [fast.subpixels, compiled_subpixels(fast) if self._compile else fast.subpixels]
+        return self._nets[luma_range]
 
     @torch.inference_mode()
-    def _upscale_y(self, y: np.ndarray) -> np.ndarray:
-        """N,h,w uint8 full-range Y -> N,h*r,w*r uint8."""
+    def _upscale_y(self, y: np.ndarray, luma_range: str = "full") -> np.ndarray:
+        """N,h,w uint8 luma -> N,h*r,w*r uint8."""
         n, h, w = y.shape
         r = self.scale
         t = torch.from_numpy(y).to(self.device)[:, None].float().contiguous(memory_format=self.memory_format)
+        nets = self._network(luma_range)
         try:
-            sub = self._subpixels(t)
+            sub = nets[1](t)
         except Exception as e:  # a compiler missing or failing here: eager gives the same function
-            if self._subpixels == self.model.subpixels:
+            if nets[1] is nets[0]:
                 raise
             warnings.warn(f"torch.compile failed ({type(e).__name__}); upscaling in eager mode", stacklevel=2)
-            self._subpixels = self.model.subpixels
-            sub = self._subpixels(t)
+            nets[1] = nets[0]
+            sub = nets[0](t)
         # round first, then shuffle the bytes: N,r*r,h,w (stored h,w,r*r) -> N,h*r,w*r
         sub = to_uint8(sub).cpu()
         return sub.view(n, r, r, h, w).permute(0, 3, 1, 4, 2).reshape(n, h * r, w * r).numpy()
-
-    def _upscale_untiled(self, frames: np.ndarray) -> np.ndarray:
-        return upscale_rgb(frames, self.scale, self._upscale_y)
 
     def upscale_batch(self, frames: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """N x H x W x 3 uint8 (one size) -> N x rH x rW x 3 uint8."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected N x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
-        h, w = frames.shape[1:3]
-        if self.tile and h * w > self.tile * self.tile:  # bounded activations for large pictures
-            return np.stack([self._upscale_tiled(f) for f in frames])
-        return self._upscale_untiled(frames)
+        if self._tiled(frames.shape[1:3]):
+            one = lambda rgb: upscale_rgb(rgb[None], self.scale, self._upscale_y)[0]  # noqa: E731
+            return np.stack([self._upscale_tiled(f, one) for f in frames])
+        return upscale_rgb(frames, self.scale, self._upscale_y)
 
     def upscale(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 uint8 frame -> rH x rW x 3 uint8."""
         return self.upscale_batch(rgb[None])[0]
 
-    def _upscale_tiled(self, rgb: np.ndarray) -> np.ndarray:
-        """Tiles of ``tile`` LR px plus TILE_MARGIN on each side; only the centres are kept."""
-        h, w = rgb.shape[:2]
+    def upscale_yuv420(self, planes: list[np.ndarray], full_range: bool = False) -> list[np.ndarray]:
+        """One 4:2:0 picture as [Y (H x W), U, V (H/2 x W/2)] uint8 planes -> the same at
+        r times the size: luma through the network, chroma bicubically, no RGB round trip
+        (a video's own planes, so no colour matrix is involved). ``full_range``: Y in 0..255
+        (yuvj) rather than studio 16..235."""
+        y, u, v = planes
+        h, w = y.shape
+        if y.dtype != np.uint8 or h % 2 or w % 2 or u.shape != (h // 2, w // 2) or v.shape != u.shape:
+            raise ValueError(f"expected uint8 4:2:0 planes of an even size, got {[p.shape for p in planes]}")
+        r, luma_range = self.scale, "full" if full_range else "studio"
+        whole = lambda plane: self._upscale_y(plane[None], luma_range)[0]  # noqa: E731
+        big_y = self._upscale_tiled(y, whole) if self._tiled(y.shape) else whole(y)
+        size = (w // 2 * r, h // 2 * r)
+        return [big_y] + [cv2.resize(c, size, interpolation=cv2.INTER_CUBIC) for c in (u, v)]
+
+    def _tiled(self, shape: tuple[int, ...]) -> bool:
+        return bool(self.tile) and shape[0] * shape[1] > self.tile * self.tile  # bounded activations
+
+    def _upscale_tiled(self, picture: np.ndarray, whole: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``whole`` (H x W[ x C] -> rH x rW[ x C]) over tiles of ``tile`` px plus TILE_MARGIN
+        on each side; only the centres are kept, so the result equals the untiled one."""
+        h, w = picture.shape[:2]
         r, t, m = self.scale, self.tile, TILE_MARGIN
-        out = np.empty((h * r, w * r, 3), np.uint8)
+        out = np.empty((h * r, w * r) + picture.shape[2:], np.uint8)
         for y0 in range(0, h, t):
             for x0 in range(0, w, t):
                 y1, x1 = min(y0 + t, h), min(x0 + t, w)
                 ya, xa, yb, xb = max(y0 - m, 0), max(x0 - m, 0), min(y1 + m, h), min(x1 + m, w)
-                big = self._upscale_untiled(np.ascontiguousarray(rgb[ya:yb, xa:xb])[None])[0]
+                big = whole(np.ascontiguousarray(picture[ya:yb, xa:xb]))
                 out[y0 * r : y1 * r, x0 * r : x1 * r] = big[(y0 - ya) * r : (y1 - ya) * r, (x0 - xa) * r : (x1 - xa) * r]
         return out

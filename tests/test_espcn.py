@@ -3,6 +3,7 @@ Upscaler (batching, seamless tiles)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from conftest import SAMPLES
 from ncodec.models import train_espcn as recipe
 from ncodec.models.espcn import ESPCN, bicubic_resize, count_parameters
-from ncodec.models.upscaler import Upscaler
+from ncodec.models.upscaler import Upscaler, load_espcn
 from ncodec.video.images import read_image
 
 
@@ -73,6 +74,25 @@ def test_tiles_leave_no_seams(bicubic_upscaler):
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
 
 
+def test_yuv420_planes_go_through_the_network_as_trained():
+    """Studio-range Y planes reach the network unconverted (the range is folded into its
+    weights), chroma is bicubic, and tiled planes equal whole ones."""
+    model = load_espcn(3)
+    rng = np.random.default_rng(1)
+    y = cv2.GaussianBlur(rng.integers(16, 236, (40, 60), dtype=np.uint8), (0, 0), 1.5)
+    u, v = (rng.integers(16, 241, (20, 30), dtype=np.uint8) for _ in range(2))
+    big_y, big_u, big_v = Upscaler(3, precision="fp32", tile=0).upscale_yuv420([y, u, v])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(y)[None, None].double().div(255).float())[0, 0] * 255
+    assert big_y.shape == (120, 180) and np.abs(big_y - ref.numpy()).max() <= 0.51
+    assert np.array_equal(big_u, cv2.resize(u, (90, 60), interpolation=cv2.INTER_CUBIC))
+    assert np.array_equal(big_v, cv2.resize(v, (90, 60), interpolation=cv2.INTER_CUBIC))
+    tiled = Upscaler(3, precision="fp32", tile=16).upscale_yuv420([y, u, v])
+    assert np.abs(tiled[0].astype(int) - big_y).max() <= 1
+    with pytest.raises(ValueError):
+        Upscaler(3, tile=0).upscale_yuv420([y[:, :59], u, v])
+
+
 def test_bf16_close_to_fp32(bicubic_upscaler):
     rgb = read_image(SAMPLES / "coffee.png")[0][:64, :64]
     a = bicubic_upscaler(2).upscale(rgb).astype(int)
@@ -97,6 +117,14 @@ def test_train_command_writes_weights_and_card(tmp_path):
     assert card["scale"] == 2 and card["steps"] > 0 and card["recipe"]["lr"] == 3e-4
     model = load_espcn(2, out)
     assert model(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
+    # a continued run lists the run it continues and sums the steps
+    more = tmp_path / "w2.safetensors"
+    proc = run("train", "espcn", "--scale", "2", "--data", data, "--out", more, "--minutes", "0.05", "--threads", "1",
+               "--init", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    card2 = json.loads(more.with_suffix(".json").read_text())
+    assert card2["previous_runs"][0]["steps"] == card["steps"] and "history" not in card2["previous_runs"][0]
+    assert card2["steps_total"] == card["steps"] + card2["steps"]
     assert_usage = run("train", "espcn", "--scale", "5", "--data", data, "--out", out)
     assert assert_usage.returncode == 2
 

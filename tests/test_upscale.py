@@ -57,6 +57,20 @@ def test_video_with_audio(tmp_path):
     assert pa == pb
 
 
+def test_420_video_keeps_its_colours_across_the_hd_line(tmp_path):
+    """A 4:2:0 source is upscaled in its own planes; an untagged SD source (BT.601 by
+    size) becoming HD (BT.709 by size) must be tagged 601 explicitly, or players would
+    shift its colours."""
+    src = make_video(tmp_path / "sd.mp4", 320, 240, frames=3)
+    assert run("upscale", src, tmp_path / "hd.mp4", "-s", "3", "--crf", "10", "-q").returncode == 0
+    with MediaReader(src) as a, MediaReader(tmp_path / "hd.mp4") as b:
+        assert (b.info.width, b.info.height) == (960, 720) and b.info.colour.matrix == 6  # BT.601
+        for small, big in zip(a.frames(), b.frames()):
+            back = cv2.resize(big, (320, 240), interpolation=cv2.INTER_AREA)
+            assert np.abs(back.mean((0, 1)) - small.mean((0, 1))).max() < 1.5  # no colour shift
+            assert psnr(back, small) > 30
+
+
 @pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
 def test_10bit_and_444_inputs_become_8bit_420(tmp_path, pix_fmt):
     src = make_video(tmp_path / "deep.mkv", 64, 48, frames=4, codec="ffv1", pix_fmt=pix_fmt)

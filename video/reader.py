@@ -210,9 +210,9 @@ class MediaReader:
         for frame in self._frames_cfr(audio_sink):
             yield _upright(frame_to_rgb(frame, colour), self.info.rotation)
 
-    def yuv_frames(self, pix_fmt: str = "yuv420p") -> Iterator[list[np.ndarray]]:
-        """Frames as a list of uint8 planes (Y, U, V) in ``pix_fmt``, for codecs that work in YUV."""
-        for frame in self._frames_cfr(None):
+    def yuv_frames(self, pix_fmt: str = "yuv420p", audio_sink: AudioSink | None = None) -> Iterator[list[np.ndarray]]:
+        """Frames as a list of uint8 planes (Y, U, V) in ``pix_fmt``, for work done in YUV."""
+        for frame in self._frames_cfr(audio_sink):
             if frame.format.name != pix_fmt:
                 frame = frame.reformat(format=pix_fmt)
             yield [

@@ -98,8 +98,28 @@ def train_espcn(
         "date": datetime.date.today().isoformat(),
         "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
+    card = _continued(card, init)
     write_model(out_path, tensors, card, {"scale": str(scale)})
     return card
+
+
+def _continued(card: dict, init: str | None) -> dict:
+    """``card`` with the runs it continues (the card beside ``--init``, if any) listed
+    under previous_runs and the steps and wall time summed over all of them."""
+    try:
+        before = json.loads(Path(init).with_suffix(".json").read_text()) if init else None
+    except (OSError, ValueError):
+        before = None
+    if not isinstance(before, dict):
+        return card
+    runs = before.get("previous_runs", []) + [
+        {k: v for k, v in before.items() if k not in ("history", "previous_runs", "steps_total", "wall_seconds_total")}
+    ]
+    return card | {
+        "previous_runs": runs,
+        "steps_total": card["steps"] + sum(r.get("steps", 0) for r in runs),
+        "wall_seconds_total": round(card["wall_seconds"] + sum(r.get("wall_seconds", 0) for r in runs), 1),
+    }
 
 
 def _load_init(init: str | None) -> dict | None:
@@ -209,6 +229,7 @@ def train_mlic(
         "date": datetime.date.today().isoformat(),
         "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
+    card = _continued(card, init)
     write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())})
     return card
 
@@ -267,5 +288,6 @@ def train_dereflect(
         "date": datetime.date.today().isoformat(),
         "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
+    card = _continued(card, init)
     write_model(out_path, tensors, card, {"config": json.dumps(model_cfg.to_json())})
     return card

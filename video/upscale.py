@@ -1,9 +1,11 @@
 """`ncodec upscale`: images and videos, file to file, with the frame-level Upscaler.
 
 Videos stream one frame at a time (audio packets copied into the output as they are
-demuxed); images of any size are tiled by the Upscaler. Any input is read as 8-bit
-RGB: a 10-bit or 4:4:4 video is upscaled from its 8-bit RGB rendering and written as an
-8-bit 4:2:0 (4:4:4 for odd sizes) video, which the README states.
+demuxed); images of any size are tiled by the Upscaler. An 8-bit 4:2:0 video (nearly
+every video) is upscaled in its own planes: luma through the network, chroma bicubically,
+written with the source's matrix. Anything else is read as 8-bit RGB: a 10-bit or 4:4:4
+video is upscaled from its 8-bit RGB rendering and written as an 8-bit 4:2:0 (4:4:4 for
+odd sizes) video, which the README states.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import av
 import cv2
-import numpy as np
 
 from ncodec.codec.atomic import check_output_path
+from ncodec.codec.container import Colour
 from ncodec.codec.errors import InputError, UsageError
 from ncodec.models.espcn import SCALES
 
+from .colour import FULL, LIMITED, effective_matrix
 from .images import IMAGE_SUFFIXES, check_alpha, check_image_size, read_image, write_image
 from .pipeline import progress_bar
 from .reader import MediaReader
@@ -88,16 +92,26 @@ def upscale_file(
         if out_suffix in IMAGE_SUFFIXES:
             if info.frame_count > 1:
                 raise UsageError(f"{src.name} is a video; write the result to a video file, not {out_suffix}")
+        # A 4:2:0 source keeps its planes and its matrix: no RGB round trip (which would cost
+        # two colour conversions at the output size), tagged with the source's matrix.
+        planar = info.pix_fmt == "yuv420p" and info.colour.range != FULL and info.width % 2 == 0 and info.height % 2 == 0
+        colour = info.colour
+        if planar:
+            colour = Colour(colour.primaries, colour.transfer, effective_matrix(colour, info.height), LIMITED)
         with VideoWriter(dst, w, h, info.fps, codec=video_codec, crf=crf, preset=preset, lossless=lossless,
-                         colour=info.colour, audio_streams=reader.audio_streams,
+                         colour=colour, audio_streams=reader.audio_streams,
                          audio_offset=info.start_time) as writer:  # fmt: skip
+            planar = planar and writer.pix_fmt == "yuv420p"
+            pictures = reader.yuv_frames if planar else reader.frames
+            upscale = upscaler.upscale_yuv420 if planar else upscaler.upscale
+            write = writer.write_yuv420 if planar else writer.write
             with progress_bar(info.frame_count, f"upscale x{scale}", progress) as bar:
-                for item in _overlapped(reader, upscaler, with_audio=writer.audio is not None):
-                    if isinstance(item, np.ndarray):
-                        writer.write(item)
-                        bar.update(1)
-                    else:
+                for item in _overlapped(pictures, upscale, with_audio=writer.audio is not None):
+                    if isinstance(item, av.Packet):
                         writer.audio.mux(item)
+                    else:
+                        write(item)
+                        bar.update(1)
             frames = writer.frames_written
     return UpscaleResult(str(dst), frames, w, h, time.perf_counter() - start)
 
@@ -105,20 +119,21 @@ def upscale_file(
 _DONE = object()
 
 
-def _overlapped(reader: MediaReader, upscaler, with_audio: bool, depth: int = 4) -> Iterator:
-    """Upscaled frames and audio packets, in demux order, with decoding running in a
-    thread of its own so that it overlaps the network (PyAV and torch release the GIL).
-    Everything is consumed on the caller's thread, so muxing stays single-threaded."""
+def _overlapped(pictures: Callable[..., Iterator], upscale: Callable, with_audio: bool, depth: int = 4) -> Iterator:
+    """Upscaled pictures and audio packets, in demux order, with decoding (``pictures``,
+    a reader's frame iterator) running in a thread of its own so that it overlaps the
+    network (PyAV and torch release the GIL). Everything is consumed on the caller's
+    thread, so muxing stays single-threaded."""
     items: queue.Queue = queue.Queue(maxsize=depth)
     failure: list[BaseException] = []
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for rgb in reader.frames(audio_sink=items.put if with_audio else None):
+            for picture in pictures(audio_sink=items.put if with_audio else None):
                 if stop.is_set():
                     return
-                items.put(rgb)
+                items.put(picture)
         except BaseException as e:  # handed to the consumer, raised there
             failure.append(e)
         finally:
@@ -128,7 +143,7 @@ def _overlapped(reader: MediaReader, upscaler, with_audio: bool, depth: int = 4)
     thread.start()
     try:
         while (item := items.get()) is not _DONE:
-            yield upscaler.upscale(item) if isinstance(item, np.ndarray) else item
+            yield item if isinstance(item, av.Packet) else upscale(item)
         if failure:
             raise failure[0]
     finally:

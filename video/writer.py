@@ -115,6 +115,7 @@ class VideoWriter:
         self.frames_written = 0
         self._out = AtomicPath(self.path)
         self._container = None
+        self.pix_fmt: str | None = None  # of the encoded stream; None for a picture file
         self.audio: AudioCopier | None = None
         suffix = self.path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
@@ -171,6 +172,19 @@ class VideoWriter:
             frame = rgb_to_frame(rgb, self.pix_fmt, self.colour)
             frame.pts = self.frames_written
             self._container.mux(self._video.encode(frame))
+        self.frames_written += 1
+
+    def write_yuv420(self, planes: list[np.ndarray]) -> None:
+        """Write one picture given as its 4:2:0 planes [Y, U, V], already in the output's
+        matrix and range (``colour``): no conversion, so no colour shift."""
+        h, w = self.height, self.width
+        if self.pix_fmt != "yuv420p" or [p.shape for p in planes] != [(h, w), (h // 2, w // 2), (h // 2, w // 2)]:
+            raise ValueError(f"expected {w}x{h} yuv420p planes for a {self.pix_fmt} output")
+        frame = av.VideoFrame.from_ndarray(np.concatenate([p.ravel() for p in planes]).reshape(h * 3 // 2, w),
+                                           format="yuv420p")  # fmt: skip
+        frame.colorspace, frame.color_range = self.colour.matrix, self.colour.range
+        frame.pts = self.frames_written
+        self._container.mux(self._video.encode(frame))
         self.frames_written += 1
 
     @property

@@ -106,12 +106,17 @@ def upscale_file(
             upscale = upscaler.upscale_yuv420 if planar else upscaler.upscale
             write = writer.write_yuv420 if planar else writer.write
             with progress_bar(info.frame_count, f"upscale x{scale}", progress) as bar:
-                for item in _overlapped(pictures, upscale, with_audio=writer.audio is not None):
+
+                def write_item(item) -> None:
                     if isinstance(item, av.Packet):
                         writer.audio.mux(item)
                     else:
                         write(item)
                         bar.update(1)
+
+                with _ConsumedInThread(write_item) as encode:  # encoding overlaps the network
+                    for item in _overlapped(pictures, upscale, with_audio=writer.audio is not None):
+                        encode.put(item)
             frames = writer.frames_written
     return UpscaleResult(str(dst), frames, w, h, time.perf_counter() - start)
 
@@ -153,6 +158,51 @@ def _overlapped(pictures: Callable[..., Iterator], upscale: Callable, with_audio
                 items.get_nowait()
             except queue.Empty:
                 thread.join(0.01)
+
+
+class _ConsumedInThread:
+    """Hands items, in order, to ``consume`` on a thread of its own (here: encoding and
+    muxing, which then all happen on that one thread). An error there is raised on the
+    caller's next ``put`` or at exit; leaving the block waits for the thread to finish."""
+
+    def __init__(self, consume: Callable, depth: int = 4):
+        self._items: queue.Queue = queue.Queue(maxsize=depth)
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(consume,), daemon=True)
+
+    def _run(self, consume: Callable) -> None:
+        while (item := self._items.get()) is not _DONE:
+            if not self._failure:  # after a failure, only drain
+                try:
+                    consume(item)
+                except BaseException as e:  # raised on the caller's thread
+                    self._failure.append(e)
+
+    def put(self, item) -> None:
+        while True:
+            if self._failure:
+                raise self._failure[0]
+            try:
+                return self._items.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def __enter__(self) -> "_ConsumedInThread":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._failure.append(exc)  # stop consuming; what is queued is only drained
+        while self._thread.is_alive():
+            try:
+                self._items.put(_DONE, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        if exc_type is None and self._failure:
+            raise self._failure[0]
 
 
 def _upscale_image(upscaler, src: Path, dst: Path, start: float) -> UpscaleResult:

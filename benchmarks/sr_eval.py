@@ -20,20 +20,19 @@ import torch
 
 from ncodec.models.espcn import FastESPCN, bicubic_resize
 from ncodec.models.train_espcn import make_pair, psnr_y
-from ncodec.models.upscaler import compiled_subpixels, load_espcn, weights_path
+from ncodec.models.upscaler import compiled, load_espcn, weights_path
 from ncodec.video.bench import save_results
 from ncodec.video.images import image_files, read_image
 
 
-def shipped_path(model: FastESPCN, compiled: bool):
-    """Studio-range Y in [0, 1] -> the same through the Upscaler's network (full-range
-    0..255 luma in and out, see FastESPCN), so the score is that of what users run."""
-    run = compiled_subpixels(model) if compiled else model.subpixels
+def shipped_path(model: FastESPCN, compiled_graph: bool):
+    """Studio-range Y in [0, 1] -> the same through the network the Upscaler runs on a
+    video's Y plane (FastESPCN, studio range, 0..255 in and out), so the score is that of
+    what users run."""
+    run = compiled(model.subpixels) if compiled_graph else model.subpixels
 
     def sr(y: torch.Tensor) -> torch.Tensor:
-        u = ((y * 255 - 16) * (255 / 219)).contiguous(memory_format=torch.channels_last)
-        out = model.shuffle(run(u))
-        return (16 + out * (219 / 255)) / 255
+        return model.shuffle(run((y * 255).contiguous(memory_format=torch.channels_last))) / 255
 
     return sr
 
@@ -41,7 +40,7 @@ def shipped_path(model: FastESPCN, compiled: bool):
 @torch.inference_mode()
 def evaluate(data: Path, scale: int, sets: list[str]) -> dict:
     fp32 = load_espcn(scale)
-    fast = FastESPCN(fp32, "bf16").to(memory_format=torch.channels_last)
+    fast = FastESPCN(fp32, "bf16", "studio").to(memory_format=torch.channels_last)
     variants = {"espcn_fp32": fp32, "espcn_bf16": shipped_path(fast, False),
                 "espcn_bf16_compiled": shipped_path(fast, True)}  # fmt: skip
     out = {}

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ncodec.models.espcn import FastESPCN
-from ncodec.models.upscaler import Upscaler, compiled_subpixels, load_espcn
+from ncodec.models.upscaler import Upscaler, compiled, load_espcn
 from ncodec.video import MediaReader, VideoWriter
 from ncodec.video.bench import save_results
 from ncodec.video.upscale import upscale_file
@@ -53,11 +53,11 @@ def network_only(scale: int, frames: list[np.ndarray]) -> dict:
     ys = [cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb)[:, :, 0] for f in frames]
     plain = load_espcn(scale)
     res = {"plain fp32 eager (NCHW)": fps_of(plain, [torch.from_numpy(y)[None, None].float() / 255 for y in ys])}
-    cl = [torch.from_numpy(y)[None, None].float().contiguous(memory_format=torch.channels_last) for y in ys]
+    cl = [torch.from_numpy(y)[None, None].contiguous(memory_format=torch.channels_last) for y in ys]
     for precision in ("fp32", "bf16"):
         fast = FastESPCN(load_espcn(scale), precision).to(memory_format=torch.channels_last)
-        res[f"FastESPCN {precision} channels-last"] = fps_of(fast.subpixels, cl)
-        res[f"FastESPCN {precision} compiled (frozen)"] = fps_of(compiled_subpixels(fast), cl, warmup=3)
+        res[f"FastESPCN {precision} channels-last"] = fps_of(fast.subpixels_u8, cl)
+        res[f"FastESPCN {precision} compiled (frozen)"] = fps_of(compiled(fast.subpixels_u8), cl, warmup=3)
     return res
 
 

@@ -243,8 +243,8 @@ class STDOCodec(SegmentedCodec):
         import torch
 
         from ncodec.models import stdo
-        from ncodec.models.espcn import ESPCN, FastESPCN
-        from ncodec.models.upscaler import auto_precision, load_espcn, to_uint8, upscale_rgb
+        from ncodec.models.espcn import ESPCN, FastESPCN, to_uint8
+        from ncodec.models.upscaler import auto_precision, load_espcn, upscale_rgb
 
         chunks = unpack_chunks(payload)
         try:

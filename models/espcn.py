@@ -121,16 +121,24 @@ STUDIO_GAIN, STUDIO_OFFSET = 219.0 / 255.0, 16.0 / 255.0  # studio Y = offset + 
 LUMA_RANGES = {"full": (STUDIO_GAIN, STUDIO_OFFSET), "studio": (1.0, 0.0)}
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Luma in 0..255 (float) to uint8, rounded."""
+    return x.clamp(0, 255).add(0.5).to(torch.uint8)
+
+
 class FastESPCN(nn.Module):
     """Inference form of a trained ESPCN, computing the same function with less work.
 
     Input and output are luma in 0..255: full range (what OpenCV's YCrCb gives) or, with
     ``luma_range="studio"``, the 16..235 of a video's Y plane, which is what the network
     was trained on. The range conversion and the +-0.5 centring are folded into the first
-    and last convolutions (exact: replicate padding commutes with affine maps). With ``bf16`` the
-    two wide layers run in bfloat16 while the last layer and its output stay fp32, since
-    bf16's 8-bit mantissa would quantise the output itself.
+    and last convolutions (exact: replicate padding commutes with affine maps), and the
+    layers see luma centred on 128: with ``bf16`` every layer runs in bfloat16, whose 8-bit
+    mantissa then rounds the input and output values at most to half a level (a
+    quarter below 64 levels from mid-grey) instead of a whole level near white.
     """
+
+    CENTRE = 128.0
 
     def __init__(self, model: ESPCN, precision: str = "fp32", luma_range: str = "full"):
         super().__init__()
@@ -142,28 +150,33 @@ class FastESPCN(nn.Module):
         self.scale = model.scale
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.conv1 = nn.Conv2d(1, model.conv1.out_channels, 5, padding=2, padding_mode="replicate")
-        self.conv2 = copy.deepcopy(model.conv2)  # converted to bf16 below; the trained model stays as it is
+        self.conv2 = copy.deepcopy(model.conv2)  # converted below; the trained model stays as it is
         self.conv3 = nn.Conv2d(model.conv3.in_channels, model.conv3.out_channels, 3, padding=1,
                                padding_mode="replicate")  # fmt: skip
         self.shuffle = nn.PixelShuffle(model.scale)
         with torch.no_grad():
-            # conv1(x - 0.5) with x = offset + gain * u / 255
+            # conv1(x - 0.5) with x = offset + gain * (v + CENTRE) / 255, v the centred input
             w1 = model.conv1.weight.double()
             self.conv1.weight.copy_(w1 * gain / 255.0)
-            self.conv1.bias.copy_(model.conv1.bias.double() + (offset - 0.5) * w1.sum(dim=(1, 2, 3)))
-            # u = 255 * (conv3(h) + 0.5 - offset) / gain
+            shift = offset + gain * self.CENTRE / 255.0 - 0.5
+            self.conv1.bias.copy_(model.conv1.bias.double() + shift * w1.sum(dim=(1, 2, 3)))
+            # the centred output: 255 * (conv3(h) + 0.5 - offset) / gain - CENTRE
             k = 255.0 / gain
             self.conv3.weight.copy_(model.conv3.weight.double() * k)
-            self.conv3.bias.copy_((model.conv3.bias.double() + 0.5 - offset) * k)
-        self.conv1.to(self.dtype)
-        self.conv2.to(self.dtype)
+            self.conv3.bias.copy_((model.conv3.bias.double() + 0.5 - offset) * k - self.CENTRE)
+        self.to(self.dtype)
         self.eval()
 
     def subpixels(self, u: torch.Tensor) -> torch.Tensor:
-        """N,1,h,w -> N,r^2,h,w: the output before the pixel shuffle, which callers can do
-        more cheaply on the final uint8 values."""
-        h = torch.tanh(self.conv2(torch.tanh(self.conv1(u.to(self.dtype)))))
-        return self.conv3(h.float())
+        """N,1,h,w -> N,r^2,h,w (float32): the output before the pixel shuffle, which
+        callers can do more cheaply on the final uint8 values."""
+        h = torch.tanh(self.conv2(torch.tanh(self.conv1((u - self.CENTRE).to(self.dtype)))))
+        return self.conv3(h).float() + self.CENTRE
+
+    def subpixels_u8(self, y: torch.Tensor) -> torch.Tensor:
+        """uint8 luma N,1,h,w -> N,r^2,h,w uint8, rounded (one compiled graph: no float
+        copies of the output)."""
+        return to_uint8(self.subpixels(y.float()))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.subpixels(u))

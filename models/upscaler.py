@@ -66,19 +66,15 @@ def upscale_rgb(frames: np.ndarray, scale: int, upscale_y: Callable[[np.ndarray]
     return out
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Network output (full-range luma, float) to uint8, rounded."""
-    return x.clamp(0, 255).add_(0.5).to(torch.uint8)
-
-
-def compiled_subpixels(model: FastESPCN):
-    """``model.subpixels`` through TorchInductor with frozen weights, so that oneDNN gets
-    pre-packed weights and the tanh runs fused in the convolutions' epilogue."""
+def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A FastESPCN method through TorchInductor with frozen weights, so that oneDNN gets
+    pre-packed weights and the tanh and the rounding run fused in the convolutions'
+    epilogues."""
     import logging
 
     # inductor's C++ toolchain probe logs a CUDA notice even for CPU code; not the user's concern
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    return torch.compile(model.subpixels, options={"freezing": True})
+    return torch.compile(fn, options={"freezing": True})
 
 
 def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
@@ -135,7 +131,7 @@ class Upscaler:
         if luma_range not in self._nets:
             fast = FastESPCN(self._espcn, self.precision, luma_range).to(self.device)
             fast = fast.to(memory_format=self.memory_format)
-            self._nets[luma_range] = [fast.subpixels, compiled_subpixels(fast) if self._compile else fast.subpixels]
+            self._nets[luma_range] = [fast.subpixels_u8, compiled(fast.subpixels_u8) if self._compile else fast.subpixels_u8]
         return self._nets[luma_range]
 
     @torch.inference_mode()
@@ -143,7 +139,7 @@ class Upscaler:
         """N,h,w uint8 luma -> N,h*r,w*r uint8."""
         n, h, w = y.shape
         r = self.scale
-        t = torch.from_numpy(y).to(self.device)[:, None].float().contiguous(memory_format=self.memory_format)
+        t = torch.from_numpy(y).to(self.device)[:, None].contiguous(memory_format=self.memory_format)
         nets = self._network(luma_range)
         try:
             sub = nets[1](t)
@@ -153,8 +149,8 @@ class Upscaler:
             warnings.warn(f"torch.compile failed ({type(e).__name__}); upscaling in eager mode", stacklevel=2)
             nets[1] = nets[0]
             sub = nets[0](t)
-        # round first, then shuffle the bytes: N,r*r,h,w (stored h,w,r*r) -> N,h*r,w*r
-        sub = to_uint8(sub).cpu()
+        # rounded first, then the bytes are shuffled: N,r*r,h,w (stored h,w,r*r) -> N,h*r,w*r
+        sub = sub.cpu()
         return sub.view(n, r, r, h, w).permute(0, 3, 1, 4, 2).reshape(n, h * r, w * r).numpy()
 
     def upscale_batch(self, frames: np.ndarray | list[np.ndarray]) -> np.ndarray:

@@ -7,9 +7,8 @@ ERRNet, 2019): R is defocused (Gaussian blur, sigma 0.5..5), sometimes ghosted (
 shifted and weaker copy, as from the two faces of a pane), scaled by a spatially varying
 strength (a random linear ramp or a Gaussian vignette), added to T in linear light
 (gamma 2.2) or to the gamma-encoded values, and the mean overflow above 1 is taken out of the reflection, per channel,
-before clipping (the overflow attenuation of both papers). A third of the crops are
-magnified 1-2.5x first, as the soft detail of large photos. The targets are T and the
-reflection actually left in the blend, I - T.
+before clipping (the overflow attenuation of both papers). The targets are T and the reflection actually left in
+the blend, I - T.
 
 Losses (no pretrained network can be downloaded here): L1 on T, L1 on the gradients of
 T, L1 on R, and the exclusion loss (Zhang et al. 2018), which keeps the edges of T and
@@ -142,20 +141,8 @@ class BlendSampler:
     def rng(self, value: np.random.Generator) -> None:
         self.crops.rng = value
 
-    def _zoomed(self, crops: torch.Tensor) -> torch.Tensor:
-        """A third of the crops magnified 1-2.5x (bicubic): the soft pixel-level detail of
-        large photos, where blur alone must not read as reflection."""
-        c = crops.shape[-1]
-        for i in range(len(crops)):
-            if self.rng.random() < 1 / 3:
-                side = int(c / self.rng.uniform(1.0, 2.5))
-                y, x = (int(v) for v in self.rng.integers(0, c - side + 1, 2))
-                part = crops[i : i + 1, :, y : y + side, x : x + side]
-                crops[i] = F.interpolate(part, size=(c, c), mode="bicubic", align_corners=False)[0].clamp(0, 1)
-        return crops
-
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ts, rs = self._zoomed(self.crops.batch(n)), self._zoomed(self.crops.batch(n))
+        ts, rs = self.crops.batch(n), self.crops.batch(n)
         items = [synthesize(ts[i : i + 1], rs[i : i + 1], self.rng) for i in range(n)]
         return tuple(torch.cat(parts) for parts in zip(*items))
 

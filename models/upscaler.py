@@ -28,6 +28,7 @@ from .espcn import ESPCN, SCALES, FastESPCN
 from .precision import native_bf16
 
 WEIGHTS = resources.files("ncodec.models") / "weights"
+RECOMPILE_LIMIT = 64  # compiled sizes x networks before torch falls back to eager
 TILE_MARGIN = 8  # LR pixels; the network sees 4 on each side and the bicubic chroma 2
 
 
@@ -68,13 +69,30 @@ def upscale_rgb(frames: np.ndarray, scale: int, upscale_y: Callable[[np.ndarray]
 
 def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """A FastESPCN method through TorchInductor with frozen weights, so that oneDNN gets
-    pre-packed weights and the tanh and the rounding run fused in the convolutions'
-    epilogues."""
+    pre-packed weights and each tanh runs fused into its convolution.
+
+    Freezing is switched on in inductor's config around each call: passed as
+    ``torch.compile(options={"freezing": True})`` it never reached the freezing pass
+    (torch 2.14: the weights stayed graph inputs and no convolution was fused, so the
+    tanh ran as a separate pass over the 64-channel activations). Shapes are static: with
+    dynamic ones the fused convolution fails a layout assertion, so each picture size
+    compiles once (seconds), which a stream of same-size frames pays once."""
     import logging
+
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
 
     # inductor's C++ toolchain probe logs a CUDA notice even for CPU code; not the user's concern
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    return torch.compile(fn, options={"freezing": True})
+    graph = torch.compile(fn, dynamic=False)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        # the recompile limit counts every size and every network sharing this method's
+        # code (x2/x3/x4, full/studio range, tiles): a long-running app needs more than 8
+        with inductor_config.patch(freezing=True), dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return graph(x)
+
+    return run
 
 
 def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:

@@ -28,6 +28,9 @@ MAX_VIDEO_SECONDS = 20.0  # videos are CPU-heavy here: keep a web job within min
 MAX_VIDEO_PIXELS = 1920 * 1080
 MAX_DECODED_VIDEO_PIXELS = MAX_VIDEO_PIXELS * 60 * 60  # an uploaded .bin: a minute of 1080p60 at most
 VIDEO_CODECS = ("x264", "x265", "av1", "stdo", "hnerv")
+# The before/after sliders show at most this many pixels a side: a 6000-px photo upscaled x4
+# is 24000 px wide, more than a browser tab should decode twice. The download is always whole.
+PREVIEW_SIDE = 2048
 
 _ROOT: Path | None = None
 
@@ -96,10 +99,34 @@ def upscale(path: str, scale: int, progress=gr.Progress(track_tqdm=True)):
     summary = f"{info.width}x{info.height} → {result.width}x{result.height} in {result.seconds:.1f} s"
     if not info.is_image:
         return None, str(out), summary, str(out)
-    before = out.with_name(f"{Path(path).stem}_bicubic.png")  # same size as the result, for the slider
-    rgb = cv2.imread(path, cv2.IMREAD_COLOR)
-    cv2.imwrite(str(before), cv2.resize(rgb, (result.width, result.height), interpolation=cv2.INTER_CUBIC))
-    return (str(before), str(out)), None, summary + " (left: bicubic, right: ESPCN)", str(out)
+    before, after, window = _upscale_preview(path, out, scale, result.width, result.height)
+    note = " (left: bicubic, right: ESPCN"
+    if window:
+        note += f"; the slider shows the centre {window} at 100 %, the download is the whole picture"
+    return (str(before), str(after)), None, summary + note + ")", str(out)
+
+
+def _upscale_preview(src: str, result: Path, scale: int, width: int, height: int) -> tuple[Path, Path, str]:
+    """Bicubic and ESPCN pictures for the slider: the whole result when it fits PREVIEW_SIDE,
+    else its centre window at full size (so the detail SR adds stays visible), cut on the
+    scale's grid; the bicubic side is made from just that part of the input. Returns
+    (before, after, the window as WxH or "" for the whole picture)."""
+    rgb = cv2.imread(src, cv2.IMREAD_COLOR)
+    before = result.with_name(f"{result.stem}_bicubic.png")
+    w, h = min(width, PREVIEW_SIDE) // scale, min(height, PREVIEW_SIDE) // scale  # input pixels
+    if (w * scale, h * scale) == (width, height):
+        cv2.imwrite(str(before), cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC))
+        return before, result, ""
+    x0, y0, m = (rgb.shape[1] - w) // 2, (rgb.shape[0] - h) // 2, 4  # m: bicubic support, cut off below
+    xa, ya = max(x0 - m, 0), max(y0 - m, 0)
+    part = rgb[ya : y0 + h + m, xa : x0 + w + m]
+    big = cv2.resize(part, (part.shape[1] * scale, part.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
+    top, left = (y0 - ya) * scale, (x0 - xa) * scale
+    cv2.imwrite(str(before), big[top : top + h * scale, left : left + w * scale])
+    after = result.with_name(f"{result.stem}_preview.png")
+    full = cv2.imread(str(result), cv2.IMREAD_COLOR)
+    cv2.imwrite(str(after), full[y0 * scale : (y0 + h) * scale, x0 * scale : (x0 + w) * scale])
+    return before, after, f"{w * scale}x{h * scale}"
 
 
 def restore(path: str, method: str, progress=gr.Progress(track_tqdm=True)):
@@ -109,7 +136,21 @@ def restore(path: str, method: str, progress=gr.Progress(track_tqdm=True)):
     _media(path, "image")
     out = _job() / f"{Path(path).stem}_restored.png"
     result = _run(dereflect_file, path, out, method=method, progress=True)
-    return (path, str(out)), f"{result.width}x{result.height}, method {result.method}, {result.seconds:.1f} s", str(out)
+    info = f"{result.width}x{result.height}, method {result.method}, {result.seconds:.1f} s"
+    if max(result.width, result.height) <= PREVIEW_SIDE:
+        return (path, str(out)), info, str(out)
+    # a reflection is a whole-picture matter: the slider shows both pictures scaled down
+    pair = [_scaled_preview(p, out.with_name(f"{out.stem}_{side}.jpg")) for p, side in ((path, "before"), (out, "after"))]
+    return tuple(pair), info + f" (the slider shows it at {PREVIEW_SIDE} px, the download is full size)", str(out)
+
+
+def _scaled_preview(src: str | Path, dst: Path) -> str:
+    """``src`` shrunk to fit PREVIEW_SIDE, as a JPEG (quick to send and to decode)."""
+    rgb = cv2.imread(str(src), cv2.IMREAD_COLOR)
+    f = PREVIEW_SIDE / max(rgb.shape[:2])
+    size = (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f)))
+    cv2.imwrite(str(dst), cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return str(dst)
 
 
 def _same_size_peer(rgb: np.ndarray, codec: str, budget: int) -> tuple[bytes, np.ndarray, int]:

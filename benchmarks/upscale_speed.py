@@ -8,9 +8,12 @@ SR only (frames already in memory):
     and the Upscaler on a video's own 4:2:0 planes (Y, U, V in and out, no RGB)
 End to end (decode + SR + encode, file to file): a 640x360 (x3) or 960x540 (x2) H.264 clip
 to 1920x1080 H.264 (preset and crf stated); the plain baseline and OpenCV bicubic through
-the same reader and writer. Ratios are against the plain fp32 eager network.
+the same reader and writer, for each x264 preset asked for. Ratios are against the plain
+fp32 eager network. The bound: the machine's dense matrix-product throughput (GMAC/s of a
+2048x2048 product, fp32 / bf16 / int8) measured in the same run, and the fps the
+network's multiply-accumulates per frame would allow at that rate.
 
-    python benchmarks/upscale_speed.py --clip samples/city.mp4 --frames 60 --out docs/bench/upscale_speed
+    python benchmarks/upscale_speed.py --clip samples/city.mp4 --frames 60 --presets veryfast,ultrafast
 """
 
 from __future__ import annotations
@@ -44,6 +47,31 @@ def fps_of(fn, items, warmup: int = 2) -> float:
     for x in items:
         fn(x)
     return len(items) / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """GMAC/s of an n x n matrix product in ``dtype``: what the CPU's vector units deliver
+    on the densest work there is (int8 through torch._int_mm, int32 accumulation)."""
+    if dtype == torch.int8:
+        a, b = (torch.randint(-100, 100, (n, n), dtype=torch.int8) for _ in range(2))
+        mm = torch._int_mm
+    else:
+        a, b = (torch.randn(n, n).to(dtype) for _ in range(2))
+        mm = torch.mm
+    mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mm(a, b)
+    return n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def network_gmac(scale: int, w: int, h: int) -> float:
+    """Multiply-accumulates of one w x h frame through ESPCN (every conv, per LR pixel)."""
+    model = load_espcn(scale)
+    per_pixel = sum(c.in_channels * c.out_channels * c.kernel_size[0] * c.kernel_size[1]
+                    for c in (model.conv1, model.conv2, model.conv3))  # fmt: skip
+    return per_pixel * w * h / 1e9
 
 
 @torch.inference_mode()
@@ -99,10 +127,10 @@ def end_to_end(src: Path, scale: int, out_dir: Path, preset: str, crf: int) -> d
                 for f in reader.frames():
                     writer.write(upscale(f))
                 n = writer.frames_written
-        res[name] = n / (time.perf_counter() - start)
+        res[f"{name}, x264 {preset}"] = n / (time.perf_counter() - start)
     for precision in ("fp32", "bf16"):
         r = upscale_file(src, out_dir / f"sr_{precision}.mp4", scale, precision=precision, preset=preset, crf=crf)
-        res[f"ncodec upscale {precision} (4:2:0 planes)"] = r.frames / r.seconds
+        res[f"ncodec upscale {precision} (4:2:0 planes), x264 {preset}"] = r.frames / r.seconds
     return res
 
 
@@ -110,15 +138,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default="samples/city.mp4")
     ap.add_argument("--frames", type=int, default=60)
-    ap.add_argument("--preset", default="veryfast", help="x264 preset of the 1080p output")
+    ap.add_argument("--presets", default="veryfast,ultrafast", help="x264 presets of the 1080p output, comma-separated")
     ap.add_argument("--crf", type=int, default=20)
     ap.add_argument("--out", default="docs/bench/upscale_speed")
     args = ap.parse_args()
     with MediaReader(args.clip) as r:
         source = [f for _, f in zip(range(args.frames), r.frames())]
+    presets = args.presets.split(",")
     results = {"date": datetime.date.today().isoformat(), "clip": args.clip, "frames": len(source),
                "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__} "
-                          f"({torch.get_num_threads()} threads)", "cases": []}  # fmt: skip
+                          f"({torch.get_num_threads()} threads)", "cases": [],
+               "gemm_gmac_per_s": {str(dt).removeprefix("torch."): gemm_peak(dt) for dt in (torch.float32, torch.bfloat16, torch.int8)}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for scale, w, h in CASES:
             frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in source]
@@ -137,14 +167,17 @@ def main() -> None:
             with VideoWriter(clip, w, h, r.info.fps, crf=16, preset="fast") as writer:
                 for f in frames:
                     writer.write(f)
-            e2e = end_to_end(clip, scale, Path(tmp), args.preset, args.crf)
+            e2e = {}
+            for preset in presets:
+                e2e |= end_to_end(clip, scale, Path(tmp), preset, args.crf)
             results["cases"].append({"scale": scale, "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}",
+                                     "gmac_per_frame": network_gmac(scale, w, h),
                                      "network_only": net, "whole_frame": whole, "end_to_end": e2e})  # fmt: skip
             print(results["cases"][-1], flush=True)
     lines = [
         f"Date: {results['date']}. Machine: {results['machine']}. {len(source)} frames of `{args.clip}` resized to "
-        f"the input size. End to end: H.264 in, H.264 1080p out (x264 preset {args.preset}, crf {args.crf}).",
-        f"Reproduce: `python benchmarks/upscale_speed.py --clip {args.clip} --frames {args.frames}`",
+        f"the input size. End to end: H.264 in, H.264 1080p out (x264 presets {', '.join(presets)}, crf {args.crf}).",
+        f"Reproduce: `python benchmarks/upscale_speed.py --clip {args.clip} --frames {args.frames} --presets {args.presets}`",
         "",
         "| case | stage | variant | fps | vs baseline |",
         "|---|---|---|---:|---:|",
@@ -155,7 +188,16 @@ def main() -> None:
                                  ("SR, whole frame", "whole_frame", "plain fp32 eager"),
                                  ("decode + SR + encode", "end_to_end", "plain fp32 eager")):  # fmt: skip
             for name, fps in c[key].items():
-                lines.append(f"| {case} | {stage} | {name} | {fps:.1f} | {fps / c[key][base]:.2f}× |")
+                preset = name.partition(", x264 ")[2]  # end to end: against the baseline at the same preset
+                base_fps = c[key][f"{base}, x264 {preset}" if preset else base]
+                lines.append(f"| {case} | {stage} | {name} | {fps:.1f} | {fps / base_fps:.2f}× |")
+    lines += ["", "The bound: the network's work per frame at this machine's matrix-product rate (same run).", "",
+              "| case | GMAC per frame | " + " | ".join(f"fps at the {dt} GEMM rate ({g:.0f} GMAC/s)"
+                                                       for dt, g in results["gemm_gmac_per_s"].items()) + " |",
+              "|---|---:|" + "---:|" * len(results["gemm_gmac_per_s"])]  # fmt: skip
+    for c in results["cases"]:
+        lines.append(f"| ×{c['scale']} {c['input']} → {c['output']} | {c['gmac_per_frame']:.2f} | "
+                     + " | ".join(f"{g / c['gmac_per_frame']:.1f}" for g in results["gemm_gmac_per_s"].values()) + " |")
     table = "\n".join(lines) + "\n"
     save_results(args.out, results, table)
     print(table)

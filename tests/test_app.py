@@ -69,6 +69,23 @@ def test_upscale_image_and_video(client, photo, short_clip):
     assert (out.width, out.height, out.frame_count) == (192, 128, 8) and "→ 192x128" in info
 
 
+def test_large_results_get_a_preview(client, photo, monkeypatch):
+    """Past PREVIEW_SIDE the sliders show a window (upscale, at 100 %) or a scaled copy
+    (restore), never the whole result, which stays whole in the download."""
+    from ncodec.app import web
+
+    monkeypatch.setattr(web, "PREVIEW_SIDE", 128)  # the server runs in this process
+    (before, after), _, info, result = client.predict(gradio_client.handle_file(str(photo)), 2, api_name="/upscale")
+    full, a, b = (cv2.imread(str(_path(p))) for p in (result, after, before))
+    assert full.shape == (256, 320, 3) and a.shape == b.shape == (128, 128, 3) and "centre 128x128" in info
+    assert np.array_equal(a, full[64:192, 96:224])  # the centre, on the x2 grid
+    bicubic = cv2.resize(cv2.imread(str(photo)), (320, 256), interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(b, bicubic[64:192, 96:224])  # the same window of the whole picture's bicubic
+    (before, after), info, result = client.predict(gradio_client.handle_file(str(photo)), "classic", api_name="/restore")
+    assert cv2.imread(str(_path(result))).shape == (128, 160, 3) and "full size" in info
+    assert cv2.imread(str(_path(after))).shape == (102, 128, 3) == cv2.imread(str(_path(before))).shape
+
+
 @pytest.mark.parametrize("method", ["classic", "net"])
 def test_restore(client, photo, method):
     (before, after), info, result = client.predict(gradio_client.handle_file(str(photo)), method, api_name="/restore")

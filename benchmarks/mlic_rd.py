@@ -121,12 +121,17 @@ def main() -> None:
     lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB (fp16).", ""]
     lines += refinement_table(refine, args.refine_steps, args.refine_images)
     card = json.loads(shipped_weights().with_suffix(".json").read_text())
-    lines += ["", "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods):", "",
-              "| minutes | step | " + " | ".join(f"level {lv} bpp / dB" for lv in range(4)) + " |",
-              "|---:|---:|" + "---:|" * 4]  # fmt: skip
-    for h in card["history"]:
-        lines.append(f"| {h['seconds'] / 60:.0f} | {h['step']} | "
-                     + " | ".join(f"{h['val'][str(lv)]['bpp']:.3f} / {h['val'][str(lv)]['psnr']:.2f}" for lv in range(4)) + " |")
+    lines += ["", "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods; "
+              "minutes and steps count from the first run, each continued run (`--init`) starting where the "
+              "previous one ended):", "",
+              "| run | minutes | step | " + " | ".join(f"level {lv} bpp / dB" for lv in range(4)) + " |",
+              "|---:|---:|---:|" + "---:|" * 4]  # fmt: skip
+    minutes = steps = 0
+    for number, run in enumerate(card.get("previous_runs", []) + [card], 1):
+        for h in run.get("history", []):  # cards written before 2026-12-02 kept no history of earlier runs
+            lines.append(f"| {number} | {minutes + h['seconds'] / 60:.0f} | {steps + h['step']} | "
+                         + " | ".join(f"{h['val'][str(lv)]['bpp']:.3f} / {h['val'][str(lv)]['psnr']:.2f}" for lv in range(4)) + " |")
+        minutes, steps = minutes + run["wall_seconds"] / 60, steps + run["steps"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "refine.json").write_text(json.dumps(refine, indent=2))
     print("\n".join(lines))

@@ -105,7 +105,8 @@ def train_espcn(
 
 def _continued(card: dict, init: str | None) -> dict:
     """``card`` with the runs it continues (the card beside ``--init``, if any) listed
-    under previous_runs and the steps and wall time summed over all of them."""
+    under previous_runs, each with its validation history (the learning curve across
+    sessions), and the steps and wall time summed over all of them."""
     try:
         before = json.loads(Path(init).with_suffix(".json").read_text()) if init else None
     except (OSError, ValueError):
@@ -113,7 +114,7 @@ def _continued(card: dict, init: str | None) -> dict:
     if not isinstance(before, dict):
         return card
     runs = before.get("previous_runs", []) + [
-        {k: v for k, v in before.items() if k not in ("history", "previous_runs", "steps_total", "wall_seconds_total")}
+        {k: v for k, v in before.items() if k not in ("previous_runs", "steps_total", "wall_seconds_total")}
     ]
     return card | {
         "previous_runs": runs,

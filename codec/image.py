@@ -220,7 +220,10 @@ class MLICCodec(Codec):
         if not LEVELS[0] <= level <= LEVELS[1]:
             raise BitstreamError("MLIC rate level out of range")
         if p.get("weights") != weights_fingerprint():
-            raise BitstreamError("this image was coded with other MLIC weights than this ncodec ships")
+            raise BitstreamError(
+                f"this image was coded with other MLIC weights ({str(p.get('weights'))[:16]}) than this ncodec "
+                f"ships ({weights_fingerprint()}): decode it with the ncodec release that coded it"
+            )
         return shipped_model(), level
 
     def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:

@@ -273,7 +273,8 @@ def test_stream_from_other_weights_is_refused(tmp_path, photo_rgba):
             w.write(tag, payload)
         w.close(frame_count=1)
     proc = run("decode", forged, tmp_path / "f.png")
-    assert proc.returncode != 0 and "other MLIC weights" in proc.stderr and not (tmp_path / "f.png").exists()
+    assert proc.returncode != 0 and "other MLIC weights (0000000000000000)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "f.png").exists()
 
 
 def test_tiled_transforms_equal_the_whole_picture(monkeypatch):

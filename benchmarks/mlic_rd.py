@@ -108,6 +108,7 @@ def main() -> None:
     lines, scores = [], {"date": datetime.date.today().isoformat()}
     with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
         sets = {"set14": data / "eval/sr/Set14", "heldout": heldout_folder(data, Path(tmp))}
+        titles = {"set14": "Set14", "heldout": "Ten held-out photos"}
         for name, folder in sets.items():
             command = f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
             bench.run(folder, codecs, points=4, out_dir=out / name, command=command, progress=True)
@@ -116,7 +117,7 @@ def main() -> None:
             result["bd_rate_mlic_vs"] = bd
             scores[f"bd_rate_psnr_vs_peers_{name}"] = bd
             (out / name / "results.json").write_text(json.dumps(result, indent=2))
-            lines += [f"### {name}", "", (out / name / "results.md").read_text(), "BD-rate of mlic against each peer "
+            lines += [f"### {titles[name]}", "", (out / name / "results.md").read_text(), "BD-rate of mlic against each peer "
                       "(PSNR; negative = mlic needs fewer bits):", "", "| peer | BD-rate of mlic |", "|---|---:|"]  # fmt: skip
             lines += [f"| {p} | {'–' if v is None else format(v, '+.1f') + '%'} |" for p, v in bd.items()] + [""]
         refine = refinement(data / "eval/sr/Set14", 1.0, args.refine_steps, args.refine_images)

@@ -4,11 +4,14 @@ The network is the paper's: 5x5 conv 64 -> tanh -> 3x3 conv 32 -> tanh -> 3x3 co
 -> pixel shuffle, on luma (Y); chroma is upscaled bicubically by the caller. Convs pad
 by edge replication so the output covers the whole picture.
 
-Training starts from a *bicubic initialisation* (see ``init_bicubic``): r^2 of the
-first layer's filters hold the bicubic phase filters, the tanh layers pass them on in
-their near-linear range and the last layer routes them to the sub-pixel outputs, so
-the untrained network already equals bicubic upscaling and training only has to learn
-the improvement. The architecture and the inference cost stay exactly the paper's.
+Training starts from a *bicubic initialisation* (see ``init_bicubic``): four of the
+first layer's filters pass the LR picture on, shifted diagonally by one pixel, the tanh
+layers keep them in their near-linear range, and the last layer's 3x3 kernels, which
+together see the whole 5x5 neighbourhood of each LR pixel through those four copies,
+hold the bicubic phase filters. The untrained network already equals bicubic upscaling
+and training only has to learn the improvement; the other 60 and 28 channels of the
+first two layers are free to learn it. The architecture and the inference cost stay
+exactly the paper's.
 """
 
 from __future__ import annotations
@@ -88,31 +91,53 @@ class ESPCN(nn.Module):
         h = torch.tanh(self.conv2(h))
         return self.shuffle(self.conv3(h)) + 0.5
 
+    # the four pass-through copies of the LR picture are shifted by these (dy, dx); with
+    # the 3x3 reach of the last layer on each they cover offsets -2..2 in both directions
+    PASSTHROUGH_SHIFTS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
     @torch.no_grad()
-    def init_bicubic(self, seed: int = 0, gain: float = 0.1, noise: float = 1e-3) -> "ESPCN":
+    def init_bicubic(self, seed: int = 0, gain: float = 0.1, noise: float = 1e-3, compact: bool = True) -> "ESPCN":
         """Make the untrained network compute bicubic upscaling (see the module docstring).
 
-        ``gain`` keeps the pass-through signals in tanh's near-linear range (|x| <= 0.05,
-        where tanh deviates from linear by < 0.1 %); the remaining filters start small and
-        random so they can learn the detail bicubic misses."""
+        ``compact``: carry the picture through four shifted copies (above); False: one
+        channel per sub-pixel phase, each holding that phase's filter, the initialisation
+        used until 2026-12-04. That one dedicates r^2 of the second layer's 32 channels to
+        the pass-through for good (training leaves them as they are: measured on the ×3/×4
+        weights it produced), half of them at ×4. ``gain`` keeps the signals in tanh's
+        near-linear range (|x| <= 0.05, where tanh deviates from linear by < 0.1 %); the
+        remaining filters start small and random so they can learn the detail bicubic misses."""
         if self.channels != 1:
             raise ValueError("bicubic initialisation is defined for the single-channel (Y) model")
-        g = torch.Generator().manual_seed(seed)
         r2 = self.scale**2
+        phases = bicubic_phase_filters(self.scale).float()  # r2 x 5 x 5, offsets -2..2
+        gen = torch.Generator().manual_seed(seed)
         for conv in (self.conv1, self.conv2, self.conv3):
             fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * math.sqrt(1.0 / fan_in))
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(1.0 / fan_in))
             conv.bias.zero_()
         self.conv3.weight.mul_(noise)  # the new detail starts near zero
-        self.conv1.weight[:r2] = bicubic_phase_filters(self.scale).unsqueeze(1).float() * gain
-        self.conv2.weight[:, :r2] *= noise  # learned paths ignore the pass-through at first
-        self.conv2.weight[:r2] = 0
-        for p in range(r2):
-            self.conv2.weight[p, p, 1, 1] = 1.0  # tanh(gain*x) -> tanh(tanh(gain*x)), nearly gain*x
-        self.conv3.weight[:, :r2] = 0
-        for p in range(r2):
-            # undo the two tanh-scaled gains: tanh(tanh(g*x)) ~ g*x
-            self.conv3.weight[p, p, 1, 1] = 1.0 / gain
+        k = len(self.PASSTHROUGH_SHIFTS) if compact else r2
+        self.conv2.weight[:, :k] *= noise  # learned paths ignore the pass-through at first
+        self.conv2.weight[:k] = 0
+        for c in range(k):
+            self.conv2.weight[c, c, 1, 1] = 1.0  # tanh(gain*x) -> tanh(tanh(gain*x)), nearly gain*x
+        # the last layer undoes the two tanh-scaled gains: tanh(tanh(g*x)) ~ g*x
+        self.conv1.weight[:k] = 0
+        self.conv3.weight[:, :k] = 0
+        if not compact:
+            self.conv1.weight[:k, 0] = phases * gain
+            for p in range(r2):
+                self.conv3.weight[p, p, 1, 1] = 1.0 / gain
+            return self
+        for c, (dy, dx) in enumerate(self.PASSTHROUGH_SHIFTS):
+            self.conv1.weight[c, 0, 2 + dy, 2 + dx] = gain
+            # tap (a, b) of the last layer on copy c reads offset (a - 1 + dy, b - 1 + dx);
+            # offset 0 is reachable from two copies: the ones shifted by -1 take it
+            rows = [a for a in range(3) if dy < 0 or a - 1 + dy > 0]
+            cols = [b for b in range(3) if dx < 0 or b - 1 + dx > 0]
+            for a in rows:
+                for b in cols:
+                    self.conv3.weight[:, c, a, b] = phases[:, 2 + a - 1 + dy, 2 + b - 1 + dx] / gain
         return self
 
 

@@ -6,7 +6,7 @@ to a multiple of the scale; its LR version is made once by :func:`bicubic_resize
 like a real low-resolution image, then converted to Y (BT.601 studio range). The
 evaluation makes its LR inputs the same way.
 
-Recipe: bicubic-initialised ESPCN (models/espcn.py); random aligned LR/HR crops (LR
+Recipe: bicubic-initialised ESPCN (models/espcn.py: four pass-through channels); random aligned LR/HR crops (LR
 ``patch`` px), the 8 flips/rotations; the loss covers only the crop's interior, where the
 network sees real pixels rather than its edge padding (``margin``, the receptive radius:
 with 32-px crops almost half the outputs would otherwise be padding-dependent, unlike
@@ -48,6 +48,7 @@ class TrainConfig:
     mse_from: float = 0.8  # fraction of the budget after which the loss is MSE
     margin: int = RECEPTIVE_RADIUS  # LR px on each side of a patch left out of the loss
     init_gain: float = 0.1  # bicubic initialisation's pass-through gain (models/espcn.py)
+    compact_init: bool = True  # pass bicubic through 4 channels, not r^2 (ESPCN.init_bicubic)
     bf16: bool = True  # channels-last + bf16 autocast where the CPU computes bf16 natively (~1.8x the steps)
     seed: int = 0
     val_every: float = 60.0  # seconds between validations/checkpoints
@@ -160,7 +161,7 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = ESPCN(cfg.scale).init_bicubic(cfg.seed, gain=cfg.init_gain)
+    model = ESPCN(cfg.scale).init_bicubic(cfg.seed, gain=cfg.init_gain, compact=cfg.compact_init)
     if init is not None:
         model.load_state_dict({k: v.float() for k, v in init.items()})
     autocast = cfg.bf16 and bf16_useful("cpu")

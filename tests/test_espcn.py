@@ -27,15 +27,20 @@ def test_shapes_and_paper_architecture(scale):
         ESPCN(5)
 
 
+@pytest.mark.parametrize("compact", [True, False])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_bicubic_initialisation_equals_bicubic(scale):
+def test_bicubic_initialisation_equals_bicubic(scale, compact):
     torch.manual_seed(0)
     x = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 64), 3, 1, 1)  # smooth-ish content
-    with torch.no_grad():
-        out = ESPCN(scale).init_bicubic()(x)
-    ref = bicubic_resize(x, scale)
+    noise = torch.rand(1, 1, 64, 64)  # every frequency: each phase filter tap must be right
+    model = ESPCN(scale).init_bicubic(compact=compact)
     inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # borders: replicate vs PIL-style edges
-    assert (out - ref)[inner].abs().max() < 2e-3
+    with torch.no_grad():
+        assert (model(x) - bicubic_resize(x, scale))[inner].abs().max() < 2e-3
+        assert (model(noise) - bicubic_resize(noise, scale))[inner].abs().max() < 3e-3
+    # the compact form carries the picture in 4 of the second layer's 32 channels, not scale^2
+    passthrough = (model.conv2.weight[:, :, 1, 1].abs() == 1).sum()
+    assert passthrough == (4 if compact else scale * scale)
 
 
 def test_tiny_training_run_lowers_the_loss(tmp_path):

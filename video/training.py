@@ -86,6 +86,7 @@ def train_espcn(
         "recipe": state["config"] | {
             "command": f"ncodec train espcn --scale {scale} --data {data} --out {out} "
                        f"--minutes {minutes} --seed {seed}" + (f" --init {init}" if init else "")
+                       + (f" --threads {threads}" if threads else "")
                        + "".join(f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
                                  for k, v in overrides.items()),
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",

@@ -63,7 +63,11 @@ def _interrupt(tmp_path: Path, args: list, sig: int, wait_for_part: bool = True)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     env = dict(os.environ, TMPDIR=str(tmpdir))
-    proc = subprocess.Popen([*NCODEC, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a suite started in the background (`cmd &`, nohup) hands its children SIGINT ignored,
+    # as POSIX shells do for background jobs; the CLI rightly keeps that, so give the job
+    # the default disposition a user's foreground Ctrl-C meets
+    proc = subprocess.Popen([*NCODEC, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     start = time.monotonic()
     while proc.poll() is None and time.monotonic() - start < 120:
         if list(tmp_path.glob(".*.part*")) if wait_for_part else time.monotonic() - start > 8:

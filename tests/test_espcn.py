@@ -120,7 +120,8 @@ def test_train_command_writes_weights_and_card(tmp_path):
     assert proc.returncode == 0, proc.stderr
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["scale"] == 2 and card["steps"] > 0 and card["recipe"]["lr"] == 3e-4
-    assert card["recipe"]["compact_init"] and "--threads 1" in card["recipe"]["command"]  # the command reproduces the run
+    assert card["recipe"]["compact_init"] and "compact" in card["recipe"]["init"]
+    assert "--threads 1" in card["recipe"]["command"]  # the command reproduces the run
     model = load_espcn(2, out)
     assert model(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
     # a continued run lists the run it continues and sums the steps

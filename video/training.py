@@ -90,7 +90,8 @@ def train_espcn(
                        + "".join(f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
                                  for k, v in overrides.items()),
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
-            "init": f"continued from {init}" if init else "bicubic initialisation (models/espcn.py)",
+            "init": f"continued from {init}" if init else "bicubic initialisation (models/espcn.py), " + (
+                "compact: four pass-through channels" if cfg.compact_init else "one channel per phase"),
         },
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"], 1),

@@ -36,7 +36,7 @@ Only tensors in, tensors out: the bitstream (two rANS passes per slice) is codec
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -58,6 +58,7 @@ class MLICConfig:
     levels: int = 4  # rate points of the one model (gain units), see MLICv2.LAMBDAS
     half_res_blocks: bool = True  # MetaFormer blocks at x/2 too (half of a CPU training step)
     dct_start: bool = False  # linear block-DCT path beside the transforms (warm start, see BlockDCT)
+    context: int = 0  # hyper-feature channels h_s gives the entropy model; 0: 2 * M (the paper's)
 
     def __post_init__(self):
         if self.M % self.slices:
@@ -67,6 +68,10 @@ class MLICConfig:
     def slice_channels(self) -> int:
         return self.M // self.slices
 
+    @property
+    def context_channels(self) -> int:
+        return self.context or 2 * self.M
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -74,6 +79,9 @@ class MLICConfig:
 PAPER = MLICConfig()  # the paper's configuration
 SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32, half_res_blocks=False,
                    dct_start=True)  # trainable on 2 CPU cores  # fmt: skip
+# SMALL with a wider latent (more slices of the same size, the same hyper features): its
+# transform's reconstruction ceiling is higher; train_mlic.widen grows SMALL weights into it
+WIDE = replace(SMALL, M=192, slices=6, context=SMALL.context_channels)
 
 
 class LayerNorm2d(nn.Module):
@@ -222,22 +230,22 @@ class SliceModel(nn.Module):
 
     def __init__(self, cfg: MLICConfig, index: int):
         super().__init__()
-        c, m, a = cfg.slice_channels, cfg.M, cfg.attn
+        c, ctx, a = cfg.slice_channels, cfg.context_channels, cfg.attn
         self.index = index
         prev = c * index  # channels of the slices decoded before this one
         self.channel_ctx = nn.Sequential(nn.Conv2d(prev, 2 * c, 3, padding=1), nn.GELU(),
                                          nn.Conv2d(2 * c, 2 * c, 3, padding=1)) if index else None  # fmt: skip
         self.spatial_ctx = nn.Conv2d(c, 2 * c, 5, padding=2)
         if index == 0:  # hyperprior-guided global correlation for the first slice
-            self.global_ctx = LinearAttention(2 * m, 2 * m, c, a, 2 * c)
+            self.global_ctx = LinearAttention(ctx, ctx, c, a, 2 * c)
         else:  # intra-slice: the previous slice's correlation applied to this slice's anchors
             self.global_ctx = LinearAttention(c, c, c, a, 2 * c)
             self.inter_ctx = LinearAttention(2 * c, prev, prev, a, 2 * c)
-        fused = 2 * m + 2 * c * (4 if index else 2)
+        fused = ctx + 2 * c * (4 if index else 2)
         self.reweight = ChannelReweight(fused)
         self.params = nn.Sequential(nn.Conv2d(fused, 4 * c, 1), nn.GELU(), nn.Conv2d(4 * c, 4 * c, 1), nn.GELU(),
                                     nn.Conv2d(4 * c, 2 * c, 1))  # fmt: skip
-        self.lrp = nn.Sequential(nn.Conv2d(2 * m + prev + c, 2 * c, 3, padding=1), nn.GELU(),
+        self.lrp = nn.Sequential(nn.Conv2d(ctx + prev + c, 2 * c, 3, padding=1), nn.GELU(),
                                  nn.Conv2d(2 * c, c, 3, padding=1))  # fmt: skip
 
     def entropy_params(self, hyper, prev, anchors, anchor_mask, prev_slice):
@@ -286,7 +294,8 @@ class MLICv2(nn.Module):
             nn.init.zeros_(self.g_s[-1][0].weight)
             nn.init.zeros_(self.g_s[-1][0].bias)
         self.h_a = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.GELU(), _down(h, h), nn.GELU(), _down(h, h))
-        self.h_s = nn.Sequential(_up(h, h), nn.GELU(), _up(h, 2 * m), nn.GELU(), nn.Conv2d(2 * m, 2 * m, 3, padding=1))
+        ctx = cfg.context_channels
+        self.h_s = nn.Sequential(_up(h, h), nn.GELU(), _up(h, ctx), nn.GELU(), nn.Conv2d(ctx, ctx, 3, padding=1))
         self.slices = nn.ModuleList(SliceModel(cfg, i) for i in range(cfg.slices))
         self.entropy_bottleneck = EntropyBottleneck(h)
         self.gaussian_conditional = GaussianConditional(None)

@@ -99,6 +99,13 @@ def test_cli_train_mlic_writes_weights_and_card(tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["steps"] > 0 and card["config"]["M"] == 128 and card["recipe"]["lambdas"]
 
+    wide = tmp_path / "wide.safetensors"  # those small weights grown into the wide config
+    proc = run("train", "mlic", "--data", data, "--out", wide, "--minutes", "0.1", "--crop", "64", "--batch", "2",
+               "--config", "wide", "--init", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads(wide.with_suffix(".json").read_text())
+    assert card["config"]["M"] == 192 and card["recipe"]["init"].startswith("widened from")
+
 
 def test_untrained_small_model_starts_as_a_block_dct_coder():
     """The warm start: before any training the codec reconstructs a photo well (the DCT
@@ -288,3 +295,42 @@ def test_tiled_transforms_equal_the_whole_picture(monkeypatch):
         y_tiled = model.analysis_tiled(x)
         x_tiled = model.synthesis_tiled(y)
     assert torch.allclose(y_tiled, y, atol=1e-10) and torch.allclose(x_tiled, x_hat, atol=1e-10)
+
+
+def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
+    """train_mlic.widen: the grown model codes the old channels exactly as the narrow one
+    (same likelihoods for them and for z), its unquantized reconstruction is closer to the
+    picture, and its bitstream still decodes to the encoder's reconstruction."""
+    import cv2
+    from dataclasses import replace
+
+    from conftest import SAMPLES
+
+    from ncodec.models import train_mlic as recipe
+
+    narrow_cfg = MLICConfig(N=16, M=32, slices=4, depth=1, hyper=16, attn=8, half_res_blocks=False, dct_start=True)
+    wide_cfg = replace(narrow_cfg, M=48, slices=6, context=narrow_cfg.context_channels)
+    torch.manual_seed(0)
+    narrow = MLICv2(narrow_cfg).eval()
+    rgb = cv2.cvtColor(cv2.imread(str(SAMPLES / "astronaut.png")), cv2.COLOR_BGR2RGB)
+    wide = recipe.widen(narrow.state_dict(), wide_cfg, [rgb[:256, :256], rgb[256:, 256:]]).eval()
+    assert len(wide.slices) == 6 and wide.y_gain.shape == (4, 48)
+
+    x = image.to_tensor(rgb[:128, 256:384])
+    top = float(narrow_cfg.levels - 1)
+    with torch.no_grad():
+        a, b = narrow(x, 1.0), wide(x, 1.0)
+        assert torch.equal(a["likelihoods"]["z"], b["likelihoods"]["z"])
+        assert torch.allclose(a["likelihoods"]["y"], b["likelihoods"]["y"][:, :32])
+
+        def ceiling_mse(model):
+            y = model.analysis(x) * model.gain(model.y_gain, top) * model.gain(model.y_inverse, top)
+            return float(((model.synthesis(y) - x) ** 2).mean())
+
+        assert ceiling_mse(wide) < 0.8 * ceiling_mse(narrow)
+
+    image.prepare(wide)
+    result, recon = image.compress(wide, x, 2.0)
+    assert torch.equal(image.decompress(wide, result, 2.0), recon)
+    with pytest.raises(ValueError, match="cannot be widened"):
+        recipe.widen(wide.state_dict(), wide_cfg, [rgb])

@@ -191,9 +191,9 @@ def train_mlic(
     """Train the MLICv2-style image codec on the photos under ``data``; write ``out`` (fp16
     safetensors) and its model card. Returns the card."""
     from ncodec.models import train_mlic as recipe
-    from ncodec.models.mlicv2 import PAPER, SMALL
+    from ncodec.models.mlicv2 import PAPER, SMALL, WIDE
 
-    configs = {"small": SMALL, "paper": PAPER}
+    configs = {"small": SMALL, "wide": WIDE, "paper": PAPER}
     if config not in configs:
         raise UsageError(f"--config must be one of {', '.join(configs)}")
     out_path = check_output_path(out)
@@ -222,7 +222,7 @@ def train_mlic(
             "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "
                        f"--crop {crop} --batch {batch} --seed {seed} --lr {cfg.lr}" + (" --resume" if resume else "")
                        + (f" --init {init}" if init else ""),
-            "init": f"continued from {init}" if init else "random initialisation",
+            "init": _mlic_init(init, init_state, configs[config]),
             "lambdas": list(recipe.MLICv2.LAMBDAS),
             "loss": "lambda * 255^2 * MSE + bpp (likelihoods of y and z), aux loss on the bottleneck quantiles",
         },
@@ -235,6 +235,16 @@ def train_mlic(
     card = _continued(card, init)
     write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())})
     return card
+
+
+def _mlic_init(init: str | None, state: dict | None, cfg) -> str:
+    """How an MLIC run started, for its model card."""
+    if not init:
+        return "random initialisation (block-DCT warm start where the config has it)"
+    narrow = state["y_gain"].shape[1] if "y_gain" in state else cfg.M
+    if narrow < cfg.M:
+        return f"widened from {init} (latent {narrow} -> {cfg.M} channels, models/train_mlic.widen), then trained"
+    return f"continued from {init}"
 
 
 def train_dereflect(

@@ -7,9 +7,11 @@ Errors are one line on stderr; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -406,6 +408,30 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
+
+
+_exit_signal: list[int] = []  # the signal the process is to end by, set by run()
+
+
+def _end_by_signal() -> None:
+    if _exit_signal:
+        sys.stderr.flush()
+        signal.signal(_exit_signal[0], signal.SIG_DFL)
+        os.kill(os.getpid(), _exit_signal[0])
+
+
+def run() -> None:
+    """The ``ncodec`` command: :func:`main`, and after an interrupt (outputs already
+    removed, message printed) the process ends by that signal rather than with status
+    130/143: a shell running a loop of commands stops it on Ctrl-C only when the child
+    died by SIGINT (a child that exits 130 is taken to have handled the interrupt).
+    The signal is raised at exit after the libraries' exit handlers (worker pools), which
+    they register later, while main() runs, and atexit runs in reverse order."""
+    atexit.register(_end_by_signal)
+    code = main()
+    if code - 128 in (signal.SIGINT, signal.SIGTERM):
+        _exit_signal.append(code - 128)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,3 +1,3 @@
-from ncodec.app.cli import main
+from ncodec.app.cli import run
 
-raise SystemExit(main())
+run()

@@ -36,4 +36,4 @@ def test_wheel_contents(tmp_path):
         assert f"ncodec/models/weights/espcn_x{scale}.safetensors" in names
         assert f"ncodec/models/weights/espcn_x{scale}.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "ncodec = ncodec.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "ncodec = ncodec.app.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -369,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=_cmd_app)
 
     t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
-                       description="Train MODEL on a folder of photos and write fp16 safetensors weights "
-                                   "plus a JSON model card (OUT with .json).")  # fmt: skip
+                       description="Train MODEL on a folder of photos and write safetensors weights (fp16; MLIC's "
+                                   "large tensors int8) plus a JSON model card (OUT with .json).")  # fmt: skip
     t.add_argument("model", choices=["espcn", "mlic", "dereflect"])
     t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
     t.add_argument("--config", default="small", choices=["small", "wide", "paper"],

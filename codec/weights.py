@@ -26,26 +26,25 @@ def quantize(t, bits: int, step: float | None = None) -> tuple[np.ndarray, np.nd
     own range (for weight deltas, whose precision must not depend on their size)."""
     import torch
 
+    from ncodec.models.checkpoint import quantize_rows
+
+    if step is None:
+        q, scale = quantize_rows(t, bits)
+        return q.numpy().ravel(), scale.numpy()
     w = t.detach().double().reshape(t.shape[0], -1) if t.ndim > 1 else t.detach().double().reshape(1, -1)
-    levels = 2 ** (bits - 1) - 1
-    if step is not None:
-        scale = torch.full((w.shape[0],), float(np.float32(step)))
-        q = torch.round(w / scale.double()[:, None])
-        if q.abs().max() > levels:
-            raise ValueError(f"values exceed {bits}-bit symbols at step {step}")
-        return q.long().numpy().ravel(), scale.float().numpy()
-    scale = w.abs().amax(dim=1) / levels
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).float()
-    q = torch.round(w / scale.double()[:, None]).clamp_(-levels, levels)
-    return q.long().numpy().ravel(), scale.numpy()
+    scale = torch.full((w.shape[0],), float(np.float32(step)))
+    q = torch.round(w / scale.double()[:, None])
+    if q.abs().max() > 2 ** (bits - 1) - 1:
+        raise ValueError(f"values exceed {bits}-bit symbols at step {step}")
+    return q.long().numpy().ravel(), scale.float().numpy()
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]):
     import torch
 
-    rows = shape[0] if len(shape) > 1 else 1
-    w = torch.from_numpy(q.reshape(rows, -1).astype(np.float32)) * torch.from_numpy(scale)[:, None]
-    return w.reshape(shape)
+    from ncodec.models.checkpoint import dequantize_rows
+
+    return dequantize_rows(torch.from_numpy(q.astype(np.int64).reshape(shape)), torch.from_numpy(scale))
 
 
 def encode_state(state: dict, bits: int = 8, step: float | None = None) -> bytes:

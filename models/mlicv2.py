@@ -480,6 +480,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def stored_int8(name: str, t: torch.Tensor) -> bool:
+    """Which weights ship as int8 (per-channel scales) rather than fp16: every matrix and
+    kernel of 4096 or more values except the block-DCT layers, the one place where int8
+    cost measurable PSNR (-0.05 dB at the top level on the validation crops; all the
+    others together moved bpp by under 0.4 % and PSNR by under 0.02 dB)."""
+    return t.ndim > 1 and t.numel() >= 4096 and not name.startswith("dct.")
+
+
 def shipped_weights() -> Path:
     """The trained weights that ship in the package (models/weights/mlic.safetensors)."""
     from importlib import resources

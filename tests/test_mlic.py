@@ -107,6 +107,44 @@ def test_cli_train_mlic_writes_weights_and_card(tmp_path):
     assert card["config"]["M"] == 192 and card["recipe"]["init"].startswith("widened from")
 
 
+def test_int8_storage_round_trips_within_half_a_step(tmp_path):
+    """The MLIC weights ship with their large tensors as int8 plus per-channel scales:
+    they load back within half a quantisation step, the rest as fp16, the file is under
+    0.6x the all-fp16 size, and scales that do not fit their tensor are refused."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from ncodec.models.checkpoint import INT8_SCALES, load_model, read_weights, storage_tensors
+    from ncodec.models.mlicv2 import stored_int8
+
+    state = MLICv2(SMALL).state_dict()
+    tensors = storage_tensors(state, stored_int8)
+    picked = [k for k, v in state.items() if stored_int8(k, v)]
+    assert picked and not any(k.startswith("dct.") for k in picked)
+    assert all(tensors[k].dtype == torch.int8 for k in picked)
+    assert all(t.dtype == torch.float16 for k, t in tensors.items() if k not in picked and not k.endswith(INT8_SCALES))
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata={"config": json.dumps(SMALL.to_json())})
+    fp16 = sum(v.numel() * 2 for v in state.values())
+    assert path.stat().st_size < 0.6 * fp16
+    loaded = read_weights(path)
+    for k, v in state.items():
+        if k in picked:
+            rows = v.reshape(v.shape[0], -1)
+            step = rows.abs().amax(dim=1, keepdim=True) / 127
+            assert ((loaded[k] - v).reshape(v.shape[0], -1).abs() <= step / 2 + 1e-7).all(), k
+        else:
+            assert torch.equal(loaded[k], v.half().float()), k
+    model = load_model(path, lambda cfg: MLICv2(MLICConfig(**cfg)))
+    assert torch.equal(model.state_dict()[picked[0]], loaded[picked[0]])
+
+    tensors[picked[0] + INT8_SCALES] = tensors[picked[0] + INT8_SCALES][:-1]
+    save_file(tensors, str(path), metadata={"config": json.dumps(SMALL.to_json())})
+    with pytest.raises(ValueError, match="not weights of this model"):
+        load_model(path, lambda cfg: MLICv2(MLICConfig(**cfg)))
+
+
 def test_untrained_small_model_starts_as_a_block_dct_coder():
     """The warm start: before any training the codec reconstructs a photo well (the DCT
     path), so training starts from a working transform coder, not from noise."""

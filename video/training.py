@@ -1,5 +1,6 @@
 """Training drivers (`ncodec train MODEL ...`): load the photos, run a recipe from
-ncodec.models, write fp16 safetensors weights with a JSON model card beside them."""
+ncodec.models, write safetensors weights (fp16; the MLIC codec's large tensors int8) with
+a JSON model card beside them."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ncodec.codec.atomic import AtomicPath, check_output_path
 from ncodec.codec.errors import InputError, UsageError
+from ncodec.models.checkpoint import read_weights, storage_tensors
 
 from .images import image_files, read_image
+
+# how the MLIC weights are stored (models/mlicv2.stored_int8), for the model card
+MLIC_STORAGE = ("safetensors: int8 with per-channel float32 scales (matrices and kernels of >= 4096 values, "
+                "block-DCT layers excepted), fp16 the rest")
 
 
 def train_espcn(
@@ -76,7 +82,7 @@ def train_espcn(
     except ValueError as e:  # e.g. every photo smaller than one training patch
         raise InputError(f"{data}: {e}") from None
     progress.close()
-    tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    tensors = storage_tensors(model.state_dict())
     card = {
         "model": "ESPCN (Shi et al. 2016), Y channel",
         "scale": scale,
@@ -128,7 +134,7 @@ def _continued(card: dict, init: str | None) -> dict:
 def _load_init(init: str | None) -> dict | None:
     """The state dict of ``--init WEIGHTS`` (safetensors), or None."""
     try:
-        return load_file(init) if init else None
+        return read_weights(init) if init else None
     except Exception as e:  # missing file or not safetensors
         raise InputError(f"--init {init}: cannot load weights ({e})") from None
 
@@ -188,10 +194,10 @@ def train_mlic(
     lr: float | None = None,
     progress: bool = False,
 ) -> dict:
-    """Train the MLICv2-style image codec on the photos under ``data``; write ``out`` (fp16
-    safetensors) and its model card. Returns the card."""
+    """Train the MLICv2-style image codec on the photos under ``data``; write ``out``
+    (stored as MLIC_STORAGE says) and its model card. Returns the card."""
     from ncodec.models import train_mlic as recipe
-    from ncodec.models.mlicv2 import PAPER, SMALL, WIDE
+    from ncodec.models.mlicv2 import PAPER, SMALL, WIDE, stored_int8
 
     configs = {"small": SMALL, "wide": WIDE, "paper": PAPER}
     if config not in configs:
@@ -211,12 +217,12 @@ def train_mlic(
                                     resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
     except ValueError as e:
         raise InputError(f"{data}: {e}") from None
-    tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    tensors = storage_tensors(model.state_dict(), stored_int8)
     card = {
         "model": "MLICv2-style learned image codec (models/mlicv2.py), gain units for 4 rate levels",
         "config": configs[config].to_json(),
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "weights": "fp16 safetensors",
+        "weights": MLIC_STORAGE,
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
         "recipe": state["config"] | {
             "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "
@@ -281,7 +287,7 @@ def train_dereflect(
                                     checkpoint, resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
     except ValueError as e:
         raise InputError(f"{data}: {e}") from None
-    tensors = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    tensors = storage_tensors(model.state_dict())
     card = {
         "model": "RRFormer-style reflection removal (models/rrformer.py)",
         "config": model_cfg.to_json(),

@@ -122,9 +122,10 @@ def main() -> None:
             lines += [f"| {p} | {'–' if v is None else format(v, '+.1f') + '%'} |" for p, v in bd.items()] + [""]
         refine = refinement(data / "eval/sr/Set14", 1.0, args.refine_steps, args.refine_images)
     size = shipped_weights().stat().st_size
-    lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB (fp16).", ""]
-    lines += refinement_table(refine, args.refine_steps, args.refine_images)
     card = json.loads(shipped_weights().with_suffix(".json").read_text())
+    lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB "
+              f"({card['weights']}).", ""]  # fmt: skip
+    lines += refinement_table(refine, args.refine_steps, args.refine_images)
     lines += ["", "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods; "
               "minutes and steps count from the first run, each continued run (`--init`) starting where the "
               "previous one ended):", "",

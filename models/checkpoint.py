@@ -1,8 +1,8 @@
 """Training checkpoints: model weights, Adam moments, and the recipe's own state (step,
 elapsed time, history) as JSON metadata, in one safetensors file written atomically,
 so that a later run resumes exactly (no pickles). Also the shipped weights' storage:
-fp16, or int8 with one scale per output channel where a model says that costs nothing
-measurable (half the download)."""
+fp16, or int8 with one scale per output channel for the tensors a model says can take it
+(half the download where most weights are large kernels)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def storage_tensors(state: dict, int8: Callable[[str, torch.Tensor], bool] = lam
 
 def read_weights(path) -> dict[str, torch.Tensor]:
     """The float32 state dict of shipped weights (fp16 and int8 tensors, see
-    :func:`storage_tensors`); OSError or ValueError if the file is not such weights."""
+    :func:`storage_tensors`); OSError, ValueError or SafetensorError if the file is not
+    such weights."""
     stored = load_file(str(path))
     state = {}
     for name, t in stored.items():

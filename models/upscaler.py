@@ -22,8 +22,8 @@ import warnings
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
+from .checkpoint import read_weights
 from .espcn import ESPCN, SCALES, FastESPCN
 from .precision import native_bf16
 
@@ -106,8 +106,7 @@ def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
             f"`ncodec train espcn --scale {scale}`"
         )
     model = ESPCN(scale)
-    state = load_file(str(path))
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict(read_weights(path))
     return model.eval()
 
 

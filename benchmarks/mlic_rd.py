@@ -5,6 +5,7 @@ model's size, what per-image refinement (SGA) buys and costs, and the training c
 from the model card.
 
     python benchmarks/mlic_rd.py --data ../shared/data --out docs/bench/mlic [--update-card]
+    python benchmarks/mlic_rd.py --per-image webp     # Set14 picture by picture
 
 Held-out photos: the last ten of the training recipe's validation split
 (video/training.split_photos), centre-cropped to at most 768x512 so that the float64
@@ -55,6 +56,36 @@ def bd_against_peers(result: dict) -> dict:
     return out
 
 
+def per_image(folder: Path, peer: str, dst: Path) -> dict:
+    """BD-rate of mlic against ``peer`` picture by picture (each through the harness alone),
+    to see which pictures a set's BD-rate comes from."""
+    out = {}
+    for f in sorted(folder.glob("*.png")):
+        one = dst / f.stem
+        one.mkdir()
+        (one / f.name).symlink_to(f.resolve())
+        bench.run(one, [peer, "mlic"], points=4, out_dir=one / "out")
+        rows = json.loads((one / "out" / "results.json").read_text())["rows"]
+        curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
+                 for c in (peer, "mlic")}  # fmt: skip
+        try:
+            bd = metrics.bd_rate(*curve[peer], *curve["mlic"])
+        except ValueError:
+            bd = None
+        out[f.name] = {"bd_rate": bd, "mlic": curve["mlic"], peer: curve[peer]}
+    return out
+
+
+def per_image_table(result: dict, peer: str) -> list[str]:
+    lines = [f"| picture | BD-rate of mlic vs {peer} | mlic bpp / dB, levels 0..3 | {peer} bpp / dB |",
+             "|---|---:|---|---|"]  # fmt: skip
+    for name, r in sorted(result.items(), key=lambda kv: -1e9 if kv[1]["bd_rate"] is None else kv[1]["bd_rate"]):
+        bd = "–" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
+        curve = lambda c: ", ".join(f"{b:.2f} / {p:.1f}" for b, p in zip(*r[c]))  # noqa: E731
+        lines.append(f"| {name} | {bd} | {curve('mlic')} | {curve(peer)} |")
+    return lines
+
+
 def refinement(folder: Path, level: float, steps: int, count: int) -> list[dict]:
     """RD cost with and without SGA refinement on the first ``count`` images (real rANS bytes)."""
     model64, model32 = shipped_model(), shipped_model("float32")
@@ -95,8 +126,17 @@ def main() -> None:
     ap.add_argument("--refine-images", type=int, default=3)
     ap.add_argument("--refine-only", action="store_true", help="measure only the refinement (refine.json, refine.md)")
     ap.add_argument("--update-card", action="store_true", help="write the BD-rates into the shipped model card")
+    ap.add_argument("--per-image", metavar="PEER", help="only Set14's BD-rate against PEER picture by picture")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
+    if args.per_image:
+        with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
+            result = per_image(data / "eval/sr/Set14", args.per_image, Path(tmp))
+        (out / "set14_per_image.json").write_text(json.dumps(result, indent=2))
+        table = "\n".join(per_image_table(result, args.per_image)) + "\n"
+        (out / "set14_per_image.md").write_text(table)
+        print(table)
+        return
     if args.refine_only:
         refine = refinement(data / "eval/sr/Set14", 1.0, args.refine_steps, args.refine_images)
         (out / "refine.json").write_text(json.dumps(refine, indent=2))

@@ -181,6 +181,7 @@ def main() -> None:
         shipped_weights().with_suffix(".json").write_text(json.dumps(card | {"scores": scores}, indent=2))
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "refine.json").write_text(json.dumps(refine, indent=2))
+    (out / "refine.md").write_text("\n".join(refinement_table(refine, args.refine_steps, args.refine_images)) + "\n")
     print("\n".join(lines))
 
 

@@ -204,10 +204,10 @@ def test_refinement_keeps_the_decoder_and_lowers_the_objective():
     assert torch.equal(image.decompress(model, coded, 2.0), recon)  # decoder unchanged
 
 
-def test_shipped_fp16_weights_keep_the_likelihood_bound():
-    """fp16 stores compressai's 1e-9 likelihood bound as 0; loading must restore it, or a
-    latent far from its mean gives a rate of inf and refinement turns the latents NaN
-    (seen on Set14's barbara)."""
+def test_shipped_weights_keep_the_likelihood_bound():
+    """fp16 (the shipped storage of small tensors) holds compressai's 1e-9 likelihood
+    bound as 0; loading must restore it, or a latent far from its mean gives a rate of
+    inf and refinement turns the latents NaN (seen on Set14's barbara)."""
     from ncodec.models.mlicv2 import LIKELIHOOD_BOUND, load_weights, sga_round
 
     model = load_weights()

@@ -165,7 +165,8 @@ def main() -> None:
     card = json.loads(shipped_weights().with_suffix(".json").read_text())
     lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB "
               f"({card['weights']}).", ""]  # fmt: skip
-    lines += refinement_table(refine, args.refine_steps, args.refine_images)
+    refine_lines = refinement_table(refine, args.refine_steps, args.refine_images)
+    lines += refine_lines
     lines += ["", "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods; "
               "minutes and steps count from the first run, each continued run (`--init`) starting where the "
               "previous one ended):", "",
@@ -181,7 +182,7 @@ def main() -> None:
         shipped_weights().with_suffix(".json").write_text(json.dumps(card | {"scores": scores}, indent=2))
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "refine.json").write_text(json.dumps(refine, indent=2))
-    (out / "refine.md").write_text("\n".join(refinement_table(refine, args.refine_steps, args.refine_images)) + "\n")
+    (out / "refine.md").write_text("\n".join(refine_lines) + "\n")
     print("\n".join(lines))
 
 

@@ -488,6 +488,10 @@ def stored_int8(name: str, t: torch.Tensor) -> bool:
     return t.ndim > 1 and t.numel() >= 4096 and not name.startswith("dct.")
 
 
+STORAGE = ("safetensors: int8 with per-channel float32 scales (matrices and kernels of >= 4096 values, "
+           "block-DCT layers excepted), fp16 the rest")  # stored_int8 in words, for the model card
+
+
 def shipped_weights() -> Path:
     """The trained weights that ship in the package (models/weights/mlic.safetensors)."""
     from importlib import resources

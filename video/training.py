@@ -19,10 +19,6 @@ from ncodec.models.checkpoint import read_weights, storage_tensors
 
 from .images import image_files, read_image
 
-# how the MLIC weights are stored (models/mlicv2.stored_int8), for the model card
-MLIC_STORAGE = ("safetensors: int8 with per-channel float32 scales (matrices and kernels of >= 4096 values, "
-                "block-DCT layers excepted), fp16 the rest")
-
 
 def train_espcn(
     data: str,
@@ -195,9 +191,9 @@ def train_mlic(
     progress: bool = False,
 ) -> dict:
     """Train the MLICv2-style image codec on the photos under ``data``; write ``out``
-    (stored as MLIC_STORAGE says) and its model card. Returns the card."""
+    (stored as models/mlicv2.STORAGE says) and its model card. Returns the card."""
     from ncodec.models import train_mlic as recipe
-    from ncodec.models.mlicv2 import PAPER, SMALL, WIDE, stored_int8
+    from ncodec.models.mlicv2 import PAPER, SMALL, STORAGE, WIDE, stored_int8
 
     configs = {"small": SMALL, "wide": WIDE, "paper": PAPER}
     if config not in configs:
@@ -222,7 +218,7 @@ def train_mlic(
         "model": "MLICv2-style learned image codec (models/mlicv2.py), gain units for 4 rate levels",
         "config": configs[config].to_json(),
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "weights": MLIC_STORAGE,
+        "weights": STORAGE,
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
         "recipe": state["config"] | {
             "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "

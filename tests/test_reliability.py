@@ -59,28 +59,58 @@ def test_output_never_overwrites_the_input_even_with_overwrite(tmp_path, clip):
 def _interrupt(tmp_path: Path, args: list, sig: int, wait_for_part: bool = True) -> subprocess.CompletedProcess:
     """Start the CLI, signal it while it works (once its partial output exists, or after
     a few seconds for jobs that write their output only at the end) and check that it
-    left neither a partial output nor temporary files."""
+    left neither a partial output nor temporary files.
+
+    The signal goes to the job's whole process group, as a terminal's Ctrl-C does: a C
+    compiler that torch.compile runs gets it too and removes its own temporary files."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    env = dict(os.environ, TMPDIR=str(tmpdir))
-    # a suite started in the background (`cmd &`, nohup) hands its children SIGINT ignored,
-    # as POSIX shells do for background jobs; the CLI rightly keeps that, so give the job
-    # the default disposition a user's foreground Ctrl-C meets
-    proc = subprocess.Popen([*NCODEC, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    start = time.monotonic()
-    while proc.poll() is None and time.monotonic() - start < 120:
-        if list(tmp_path.glob(".*.part*")) if wait_for_part else time.monotonic() - start > 8:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the job ended before it could be interrupted: {proc.stderr.read()}"
-    time.sleep(0.3)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    # torch keeps its compile cache (and creates its folder as soon as an optimiser is made)
+    # under TMPDIR unless told otherwise: a persistent cache, there after complete runs too
+    env = dict(os.environ, TMPDIR=str(tmpdir), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "torch-cache"))
+    # A suite started in the background (`cmd &`, nohup) has SIGINT ignored, which exec
+    # keeps, while a caught signal is reset to the default there: catch it around the
+    # start so the job meets the default disposition a user's foreground Ctrl-C meets
+    # (not preexec_fn: Python code between fork and exec can deadlock in a threaded
+    # parent, and Popen then waits for that child for ever).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([*NCODEC, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        start = time.monotonic()
+        while proc.poll() is None and time.monotonic() - start < 120:
+            if list(tmp_path.glob(".*.part*")) if wait_for_part else time.monotonic() - start > 8:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the job ended before it could be interrupted: {proc.stderr.read()}"
+        time.sleep(0.3)
+        os.killpg(proc.pid, sig)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"the job ran on after the signal: {(e.stderr or b'').decode()[-500:]}") from None
+        deadline = time.monotonic() + 30  # the group's other processes (a compiler) end on their own time
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.1)
+    finally:  # a job that failed the test must not run on beside the rest of the suite
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert "interrupted; no output was written" in err
     assert list(tmpdir.iterdir()) == [], "temporary files were left behind"
     assert list(tmp_path.glob(".*.part*")) == [], "a partial output was left behind"
     return proc
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _ended_by(proc: subprocess.CompletedProcess, sig: int) -> bool:

@@ -113,6 +113,38 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+class _TritonLoad:
+    """A finder for ``triton`` that fails as pybind11 does when a signal lands while the
+    module initialises (ImportError from the KeyboardInterrupt), or as a torch build
+    without triton does (plain ImportError)."""
+
+    def __init__(self, interrupted: bool):
+        self.interrupted = interrupted
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "triton":
+            return None
+        if not self.interrupted:
+            raise ImportError("No module named 'triton'")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("initialization failed") from e
+
+
+@pytest.mark.parametrize("interrupted", [True, False], ids=["interrupted", "absent"])
+def test_an_interrupt_while_triton_loads_is_raised_again(monkeypatch, interrupted):
+    from ncodec import models
+
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_TritonLoad(interrupted), *sys.meta_path])
+    if interrupted:
+        with pytest.raises(KeyboardInterrupt):
+            models._load_triton_interruptibly()
+    else:
+        models._load_triton_interruptibly()  # a torch without triton: nothing to raise
+
+
 def _ended_by(proc: subprocess.CompletedProcess, sig: int) -> bool:
     """The process died by ``sig`` (after its cleanup and message), as a shell expects of
     an interrupted program: `ncodec` re-raises the signal at exit (app/cli.run)."""

@@ -373,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "large tensors int8) plus a JSON model card (OUT with .json).")  # fmt: skip
     t.add_argument("model", choices=["espcn", "mlic", "dereflect"])
     t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
-    t.add_argument("--config", default="small", choices=["small", "wide", "paper"],
-                   help="mlic: model size (default small; wide: a wider latent, --init with small weights grows them)")
+    t.add_argument("--config", default="small", choices=["small", "wide", "wider", "paper"],
+                   help="mlic: model size (default small; wide, wider: wider latents, --init with the "
+                        "weights of a narrower one grows them)")
     t.add_argument("--crop", type=int, help="mlic/dereflect: training crop side (default 128/160)")
     t.add_argument("--data", required=True, help="folder of training photos (searched recursively)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")

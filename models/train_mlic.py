@@ -116,10 +116,14 @@ def widen(init: dict, cfg: MLICConfig, images: list[np.ndarray], seed: int = 0) 
     m_old = init["y_gain"].shape[1]
     c = cfg.slice_channels
     old_cfg = replace(cfg, M=m_old, slices=m_old // c)
-    if m_old >= cfg.M or m_old % c or not cfg.dct_start or 2 * m_old != cfg.context_channels:
-        raise ValueError(f"weights with {m_old} latent channels cannot be widened into this configuration")
+    cannot = ValueError(f"weights with {m_old} latent channels cannot be widened into this configuration")
+    if m_old >= cfg.M or m_old % c or not cfg.dct_start:
+        raise cannot
     old = MLICv2(old_cfg)
-    old.load_state_dict(init)
+    try:
+        old.load_state_dict(init)
+    except RuntimeError:  # another transform width or hyper-feature count
+        raise cannot from None
     model = MLICv2(cfg)
     state = model.state_dict()
     for key, value in old.state_dict().items():  # grown tensors: the old values in their leading corner

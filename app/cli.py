@@ -204,7 +204,7 @@ def _cmd_train(args) -> int:
         return EXIT_OK
     if args.model == "mlic":
         card = train_mlic(
-            args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128,
+            args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128, zoom=args.zoom,
             batch=args.batch or 8, seed=args.seed, threads=args.threads, checkpoint=args.checkpoint,
             resume=args.resume, init=args.init, lr=args.lr, progress=not args.quiet,
         )  # fmt: skip
@@ -377,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mlic: model size (default small; wide, wider: wider latents, --init with the "
                         "weights of a narrower one grows them)")
     t.add_argument("--crop", type=int, help="mlic/dereflect: training crop side (default 128/160)")
+    t.add_argument("--zoom", type=float, default=1.0,
+                   help="mlic: half the crops shrunk from regions up to 1/ZOOM larger, for denser detail (default 1: off)")
     t.add_argument("--data", required=True, help="folder of training photos (searched recursively)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (default 20)")

@@ -33,6 +33,7 @@ from .precision import bf16_useful
 class MLICTrainConfig:
     minutes: float = 60.0  # wall-clock budget; the schedule follows it
     crop: int = 128
+    zoom: float = 1.0  # CropSampler: half the crops shrunk from regions up to 1/zoom larger
     batch: int = 8
     lr: float = 1e-4
     aux_lr: float = 1e-3
@@ -181,7 +182,7 @@ def train(
     model = model.to(memory_format=layout)
     main, aux = _main_and_aux(model)
     opts = {"adam": torch.optim.Adam(main, lr=cfg.lr), "aux": torch.optim.Adam(aux, lr=cfg.aux_lr)}
-    sampler = CropSampler(train_images, cfg.crop, cfg.seed)
+    sampler = CropSampler(train_images, cfg.crop, cfg.seed, cfg.zoom)
     val = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255 for im in val_images]
     state = {"step": 0, "elapsed": 0.0, "history": [], "config": asdict(cfg), "model": model_cfg.to_json()}
     if resume and checkpoint.exists():

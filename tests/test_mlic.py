@@ -101,10 +101,34 @@ def test_cli_train_mlic_writes_weights_and_card(tmp_path):
 
     wide = tmp_path / "wide.safetensors"  # those small weights grown into the wide config
     proc = run("train", "mlic", "--data", data, "--out", wide, "--minutes", "0.1", "--crop", "64", "--batch", "2",
-               "--config", "wide", "--init", out)  # fmt: skip
+               "--config", "wide", "--init", out, "--zoom", "0.5")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     card = json.loads(wide.with_suffix(".json").read_text())
     assert card["config"]["M"] == 192 and card["recipe"]["init"].startswith("widened from")
+    assert card["recipe"]["zoom"] == 0.5 and "--zoom 0.5" in card["recipe"]["command"]
+
+    from test_cli import assert_one_line_error
+
+    bad = tmp_path / "bad.safetensors"
+    assert_one_line_error(run("train", "mlic", "--data", data, "--out", bad, "--zoom", "0.1"), 2, "--zoom")
+    assert not bad.exists()
+
+
+def test_zoomed_crops_carry_denser_detail():
+    import numpy as np
+
+    from ncodec.models.crops import CropSampler
+
+    ramp = np.broadcast_to(np.arange(600, dtype=np.float64)[None, :, None] * 0.4, (400, 600, 3)).astype(np.uint8)
+
+    def steepest(sampler):  # the largest horizontal step inside any crop of the batch
+        crops = sampler.batch(64)
+        return round(float((crops[..., 1:] - crops[..., :-1]).abs().max()) * 255)
+
+    plain, zoomed = CropSampler([ramp], 64, seed=0), CropSampler([ramp], 64, seed=0, zoom=0.25)
+    assert plain.batch(3).shape == zoomed.batch(3).shape == (3, 3, 64, 64)
+    assert steepest(plain) <= 1  # the ramp rises 0.4 per pixel: steps of 0 or 1
+    assert steepest(zoomed) >= 2  # shrunk from regions up to 4x larger: up to 1.6 per pixel
 
 
 def test_int8_storage_round_trips_within_half_a_step(tmp_path):

@@ -181,6 +181,7 @@ def train_mlic(
     minutes: float = 60.0,
     config: str = "small",
     crop: int = 128,
+    zoom: float = 1.0,
     batch: int = 8,
     seed: int = 0,
     threads: int | None = None,
@@ -198,11 +199,13 @@ def train_mlic(
     configs = {"small": SMALL, "wide": WIDE, "wider": WIDER, "paper": PAPER}
     if config not in configs:
         raise UsageError(f"--config must be one of {', '.join(configs)}")
+    if not 0.2 <= zoom <= 1.0:
+        raise UsageError("--zoom must be in 0.2..1.0")
     out_path = check_output_path(out)
     train_files, val_files, photos = _load_photos(data, progress)
     val = [centre_crop(photos[f], 256) for f in val_files]
     val = [v[: v.shape[0] // 64 * 64, : v.shape[1] // 64 * 64] for v in val if min(v.shape[:2]) >= 64]
-    cfg = recipe.MLICTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
+    cfg = recipe.MLICTrainConfig(minutes=minutes, crop=crop, zoom=zoom, batch=batch, seed=seed, threads=threads)
     if lr is not None:
         cfg.lr = lr
     init_state = _load_init(init)
@@ -222,7 +225,8 @@ def train_mlic(
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
         "recipe": state["config"] | {
             "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "
-                       f"--crop {crop} --batch {batch} --seed {seed} --lr {cfg.lr}" + (" --resume" if resume else "")
+                       f"--crop {crop} --batch {batch} --seed {seed} --lr {cfg.lr}" + (f" --zoom {zoom}" if zoom < 1 else "")
+                       + (" --resume" if resume else "")
                        + (f" --init {init}" if init else ""),
             "init": _mlic_init(init, init_state, configs[config]),
             "lambdas": list(recipe.MLICv2.LAMBDAS),

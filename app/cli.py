@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Encode a clip (or a folder of images) with each codec at several quality "
                                    "points; write JSON, a markdown table and an RD plot.")  # fmt: skip
     b.add_argument("input", metavar="CLIP_OR_FOLDER")
-    b.add_argument("--codecs", default="x264,x265,av1", help="comma-separated codec names")
+    b.add_argument("--codecs", default="x264,x265,av1",
+                   help="comma-separated codec names; NAME:KEY=VALUE holds an encoder option fixed over the "
+                        "sweep (e.g. mlic:refine=100)")
     b.add_argument("--points", type=int, default=4, help="quality points per codec (default 4)")
     b.add_argument("--frames", type=int, help="use only the first N frames of a clip")
     b.add_argument("--out", default="bench-out", help="folder for results.json, results.md, rd.png")

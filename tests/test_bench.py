@@ -41,3 +41,28 @@ def test_image_folder_bench(tmp_path):
 def test_bench_rejects_unknown_codec(tmp_path):
     with pytest.raises(UsageError):
         bench.run(SAMPLES / "city.mp4", ["nope"], out_dir=tmp_path)
+
+
+def test_codec_options_are_held_over_the_sweep(tmp_path):
+    import cv2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rgb = cv2.imread(str(SAMPLES / "coffee.png"))[:64, :96]
+    cv2.imwrite(str(folder / "crop.png"), rgb)
+    bench.run(folder, ["mlic", "mlic:refine=3"], points=2, out_dir=tmp_path / "out")
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [(r["codec"], r["setting"]) for r in rows] == [
+        ("mlic", "quality=low"), ("mlic", "quality=medium"),
+        ("mlic:refine=3", "quality=low"), ("mlic:refine=3", "quality=medium"),
+    ]  # fmt: skip
+    # the refined encodes are other bitstreams of the same picture (SGA moves the latents)
+    assert [r["bytes"] for r in rows[:2]] != [r["bytes"] for r in rows[2:]] or [r["psnr"] for r in rows[:2]] != [
+        r["psnr"] for r in rows[2:]
+    ]
+
+
+@pytest.mark.parametrize("spec", ["mlic:refine", "mlic:nope=1", "webp:q=3", "x265:=4"])
+def test_bench_rejects_bad_codec_options(tmp_path, spec):
+    with pytest.raises(UsageError):
+        bench.run(SAMPLES, [spec], out_dir=tmp_path)

@@ -95,6 +95,41 @@ class PeakMemory:
             self.peak_mib = max(self._max - self._base, 0) / 2**20
 
 
+def codec_spec(spec: str) -> tuple[str, dict]:
+    """``name`` or ``name:key=value[:key=value]`` (e.g. ``mlic:refine=100``): a registered
+    codec and encoder options held fixed over its quality sweep (the row keeps the spec).
+    UsageError for a malformed spec or an option the codec does not take."""
+    name, *pairs = spec.split(":")
+    fixed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"--codecs: {spec!r}: options are written name:key=value")
+        fixed[key] = int(value) if value.lstrip("-").isdigit() else value
+    if name in IMAGE_PEERS:
+        if fixed:
+            raise UsageError(f"--codecs: {name} takes no options")
+        return name, fixed
+    codec = registry.get(name)  # unknown names fail before any work
+    unknown = set(fixed) - set(codec.params(64, 64, 25, fixed)) if fixed else set()
+    if unknown:
+        raise UsageError(f"--codecs: {name} has no option {', '.join(sorted(unknown))}")
+    return name, fixed
+
+
+def _jobs(codecs: list[str], points: int) -> list[tuple[str, str, dict, str, list]]:
+    """(spec, codec, fixed options, swept key, swept values) per codec spec."""
+    jobs = []
+    for spec in codecs:
+        name, fixed = codec_spec(spec)
+        jobs.append((spec, name, fixed, *_settings(name, points)))
+    return jobs
+
+
+def _options(fixed: dict, key: str, value) -> dict:
+    return fixed if key == "quality" else fixed | {key: value}
+
+
 def _settings(codec: str, points: int) -> tuple[str, list]:
     key, values = SWEEPS.get(codec, DEFAULT_SWEEP)
     if points == len(values) or key == "quality":
@@ -133,20 +168,20 @@ def _bench_clip(clip: Path, codecs: list[str], points: int, max_frames: int | No
                     if i >= max_frames:
                         break
                     w.write(f)
-        jobs = [(c, *_settings(c, points)) for c in codecs]
-        bar = progress_bar(sum(len(v) for _, _, v in jobs), "bench", progress, unit="point")
-        for codec, key, values in jobs:
+        jobs = _jobs(codecs, points)
+        bar = progress_bar(sum(len(job[-1]) for job in jobs), "bench", progress, unit="point")
+        for spec, codec, fixed, key, values in jobs:
             for value in values:
                 bits = Path(tmp) / f"{codec}-{value}.bin"
-                options = {} if key == "quality" else {key: value}
                 with PeakMemory() as mem:
-                    res = encode_file(src, bits, codec, quality=value if key == "quality" else None, options=options)
+                    res = encode_file(src, bits, codec, quality=value if key == "quality" else None,
+                                      options=_options(fixed, key, value))  # fmt: skip
                 meter = metrics.QualityMeter()
                 with MediaReader(src) as ref:
                     n, dec_seconds = _decode_and_measure(bits, ref.frames(), meter)
                 q = meter.result()
                 rows.append({
-                    "codec": codec, "setting": f"{key}={value}", "bytes": res.bytes, "frames": n,
+                    "codec": spec, "setting": f"{key}={value}", "bytes": res.bytes, "frames": n,
                     "kbps": res.kbps, "bpp": res.bpp, "psnr": q["psnr"], "psnr_y": q["psnr_y"],
                     "ms_ssim": q["ms_ssim"], "encode_fps": n / res.seconds, "decode_fps": n / dec_seconds,
                     "encode_peak_mib": mem.peak_mib,
@@ -166,10 +201,10 @@ def _bench_images(folder: Path, codecs: list[str], points: int, progress: bool) 
         with MediaReader(p) as r:
             pictures.append((p, next(r.frames())))
     rows = []
-    jobs = [(c, *_settings(c, points)) for c in codecs]
-    bar = progress_bar(sum(len(v) for _, _, v in jobs) * len(images), "bench", progress, unit="image")
+    jobs = _jobs(codecs, points)
+    bar = progress_bar(sum(len(job[-1]) for job in jobs) * len(images), "bench", progress, unit="image")
     with tempfile.TemporaryDirectory(prefix="ncodec-bench-") as tmp:
-        for codec, key, values in jobs:
+        for spec, codec, fixed, key, values in jobs:
             for value in values:
                 total_bytes, pixels, meter, enc_s, dec_s, peak = 0, 0, metrics.QualityMeter(), 0.0, 0.0, 0.0
                 for path, rgb in pictures:
@@ -181,9 +216,8 @@ def _bench_images(folder: Path, codecs: list[str], points: int, progress: bool) 
                             size = len(data)
                         else:
                             bits = Path(tmp) / "img.bin"
-                            options = {} if key == "quality" else {key: value}
                             res = encode_file(path, bits, codec, quality=value if key == "quality" else None,
-                                              options=options)  # fmt: skip
+                                              options=_options(fixed, key, value))  # fmt: skip
                             enc_s, size = enc_s + res.seconds, res.bytes
                     peak = max(peak, mem.peak_mib or 0.0)
                     if codec in IMAGE_PEERS:
@@ -195,7 +229,7 @@ def _bench_images(folder: Path, codecs: list[str], points: int, progress: bool) 
                     bar.update(1)
                 q = meter.result()
                 rows.append({
-                    "codec": codec, "setting": f"{key}={value}", "bytes": total_bytes, "frames": len(pictures),
+                    "codec": spec, "setting": f"{key}={value}", "bytes": total_bytes, "frames": len(pictures),
                     "kbps": None, "bpp": total_bytes * 8 / pixels, "psnr": q["psnr"], "psnr_y": q["psnr_y"],
                     "ms_ssim": q["ms_ssim"], "encode_fps": len(pictures) / enc_s if enc_s else None,
                     "decode_fps": len(pictures) / dec_s if dec_s else None, "encode_peak_mib": peak,
@@ -294,9 +328,7 @@ def run(
     """Benchmark ``codecs`` on a clip or an image folder; write results into ``out_dir``.
     Returns the markdown table."""
     src = Path(source)
-    for c in codecs:
-        if c not in IMAGE_PEERS:
-            registry.get(c)  # unknown names fail before any work
+    names = [codec_spec(c)[0] for c in codecs]  # malformed specs and unknown names fail before any work
     if points < 2:
         raise UsageError("--points must be at least 2 (BD-rate needs a curve)")
     out = Path(out_dir)
@@ -304,7 +336,7 @@ def run(
     if src.is_dir():
         result = _bench_images(src, codecs, points, progress)
     else:
-        if any(c in IMAGE_PEERS for c in codecs):
+        if any(c in IMAGE_PEERS for c in names):
             raise UsageError(f"{', '.join(IMAGE_PEERS)} are image peers; benchmark them on a folder of images")
         result = _bench_clip(src, codecs, points, max_frames, progress)
     result["date"] = datetime.date.today().isoformat()

@@ -6,6 +6,7 @@ from the model card.
 
     python benchmarks/mlic_rd.py --data ../shared/data --out docs/bench/mlic [--update-card]
     python benchmarks/mlic_rd.py --per-image webp     # Set14 picture by picture
+    python benchmarks/mlic_rd.py --refine-curve 100   # RD curves with --refine 100 beside the plain ones
 
 Held-out photos: the last ten of the training recipe's validation split
 (video/training.split_photos), centre-cropped to at most 768x512 so that the float64
@@ -43,14 +44,14 @@ def heldout_folder(data: Path, dst: Path, count: int = 10) -> Path:
     return dst
 
 
-def bd_against_peers(result: dict) -> dict:
+def bd_against_peers(result: dict, codec: str = "mlic") -> dict:
     rows = result["rows"]
     curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
-             for c in PEERS + ["mlic"]}  # fmt: skip
+             for c in PEERS + [codec]}  # fmt: skip
     out = {}
     for peer in PEERS:
         try:
-            out[peer] = metrics.bd_rate(*curve[peer], *curve["mlic"])
+            out[peer] = metrics.bd_rate(*curve[peer], *curve[codec])
         except ValueError:
             out[peer] = None
     return out
@@ -118,6 +119,26 @@ def refinement_table(refine: list[dict], steps: int, count: int) -> list[str]:
     return lines
 
 
+def refine_curves(data: Path, out: Path, steps: int, sets: list[str]) -> None:
+    """The harness with a second mlic row refined by SGA, and both rows' BD-rate against the peers."""
+    codecs = PEERS + ["mlic", f"mlic:refine={steps}"]
+    with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
+        for name in sets:
+            folder = data / "eval/sr/Set14" if name == "set14" else heldout_folder(data, Path(tmp))
+            dst = out / f"{name}_refine"
+            command = f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
+            table = bench.run(folder, codecs, points=4, out_dir=dst, command=command, progress=True)
+            result = json.loads((dst / "results.json").read_text())
+            bd = {c: bd_against_peers(result, c) for c in codecs[-2:]}
+            (dst / "results.json").write_text(json.dumps(result | {"bd_rate_vs_peers": bd}, indent=2))
+            lines = ["", "BD-rate against each peer (PSNR; negative = fewer bits than the peer):", "",
+                     "| codec | " + " | ".join(PEERS) + " |", "|---|" + "---:|" * len(PEERS)]  # fmt: skip
+            lines += [f"| {c} | " + " | ".join("–" if v is None else f"{v:+.1f}%" for v in bd[c].values()) + " |"
+                      for c in bd]  # fmt: skip
+            (dst / "results.md").write_text(table + "\n".join(lines) + "\n")
+            print(table + "\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data")
@@ -127,8 +148,14 @@ def main() -> None:
     ap.add_argument("--refine-only", action="store_true", help="measure only the refinement (refine.json, refine.md)")
     ap.add_argument("--update-card", action="store_true", help="write the BD-rates into the shipped model card")
     ap.add_argument("--per-image", metavar="PEER", help="only Set14's BD-rate against PEER picture by picture")
+    ap.add_argument("--refine-curve", type=int, metavar="STEPS",
+                    help="only the RD curves with and without --refine STEPS (into SET_refine/)")
+    ap.add_argument("--sets", default="set14,heldout", help="--refine-curve: which sets (default set14,heldout)")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
+    if args.refine_curve:
+        refine_curves(data, out, args.refine_curve, args.sets.split(","))
+        return
     if args.per_image:
         with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
             result = per_image(data / "eval/sr/Set14", args.per_image, Path(tmp))

@@ -8,9 +8,10 @@ import torch
 
 
 class CropSampler:
-    """``zoom`` < 1: half the crops are cut from a region up to 1/zoom times larger
-    (log-uniform) and shrunk to ``crop`` px (area interpolation), so the training photos,
-    most of them 1-2 megapixel, also show the denser detail per pixel of smaller pictures."""
+    """Crops drawn in proportion to each photo's area, flipped at random. ``zoom`` < 1:
+    half the crops are cut from a region up to 1/zoom times larger (log-uniform) and
+    shrunk to ``crop`` px (area interpolation), so that the large photos, which dominate
+    by area, also show the denser detail per pixel of smaller pictures."""
 
     def __init__(self, images: list[np.ndarray], crop: int, seed: int, zoom: float = 1.0):
         if not 0 < zoom <= 1:

@@ -261,6 +261,11 @@ def _fmt(v, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _fps(v) -> str:
+    """Frames per second to 0.1, slower than one a second to two significant digits (not 0.0)."""
+    return _fmt(v, ".1f" if v is None or v >= 1 else ".2g")
+
+
 def markdown(result: dict, command: str) -> str:
     video = result["kind"] == "video"
     what = (f"{result['width']}x{result['height']}, {result['frames']} frames at {result['fps']:g} fps"
@@ -277,8 +282,8 @@ def markdown(result: dict, command: str) -> str:
         rate = _fmt(r["kbps"], ".1f") if video else _fmt(r["bpp"], ".3f")
         lines.append(
             f"| {r['codec']} | {r['setting']} | {r['bytes']:,} | {rate} | {_fmt(r['psnr'], '.2f')} | "
-            f"{_fmt(r['psnr_y'], '.2f')} | {_fmt(r['ms_ssim'], '.4f')} | {_fmt(r['encode_fps'], '.1f')} | "
-            f"{_fmt(r['decode_fps'], '.1f')} | {_fmt(r['encode_peak_mib'], '.0f')} |"
+            f"{_fmt(r['psnr_y'], '.2f')} | {_fmt(r['ms_ssim'], '.4f')} | {_fps(r['encode_fps'])} | "
+            f"{_fps(r['decode_fps'])} | {_fmt(r['encode_peak_mib'], '.0f')} |"
         )
     bd = _bd_table(result)
     if bd:

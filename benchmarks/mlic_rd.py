@@ -126,7 +126,8 @@ def refine_curves(data: Path, out: Path, steps: int, sets: list[str]) -> None:
         for name in sets:
             folder = data / "eval/sr/Set14" if name == "set14" else heldout_folder(data, Path(tmp))
             dst = out / f"{name}_refine"
-            command = f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
+            command = (f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4" if name == "set14" else
+                       f"python benchmarks/mlic_rd.py --data {data} --refine-curve {steps} --sets heldout")  # temp folder
             table = bench.run(folder, codecs, points=4, out_dir=dst, command=command, progress=True)
             result = json.loads((dst / "results.json").read_text())
             bd = {c: bd_against_peers(result, c) for c in codecs[-2:]}
@@ -177,7 +178,8 @@ def main() -> None:
         sets = {"set14": data / "eval/sr/Set14", "heldout": heldout_folder(data, Path(tmp))}
         titles = {"set14": "Set14", "heldout": "Ten held-out photos"}
         for name, folder in sets.items():
-            command = f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
+            command = (f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4" if name == "set14" else
+                       f"python benchmarks/mlic_rd.py --data {data} --out {out}")  # the held-out folder is temporary
             bench.run(folder, codecs, points=4, out_dir=out / name, command=command, progress=True)
             result = json.loads((out / name / "results.json").read_text())
             bd = bd_against_peers(result)

@@ -43,23 +43,29 @@ def test_bench_rejects_unknown_codec(tmp_path):
         bench.run(SAMPLES / "city.mp4", ["nope"], out_dir=tmp_path)
 
 
-def test_codec_options_are_held_over_the_sweep(tmp_path):
+def test_codec_options_are_held_over_the_sweep(tmp_path, monkeypatch):
     import cv2
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     rgb = cv2.imread(str(SAMPLES / "coffee.png"))[:64, :96]
     cv2.imwrite(str(folder / "crop.png"), rgb)
+    calls, encode = [], bench.encode_file
+
+    def recording(src, dst, codec, **kw):  # the real encoder, its arguments kept
+        calls.append((codec, kw["quality"], kw["options"]))
+        return encode(src, dst, codec, **kw)
+
+    monkeypatch.setattr(bench, "encode_file", recording)
     bench.run(folder, ["mlic", "mlic:refine=3"], points=2, out_dir=tmp_path / "out")
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert [(r["codec"], r["setting"]) for r in rows] == [
         ("mlic", "quality=low"), ("mlic", "quality=medium"),
         ("mlic:refine=3", "quality=low"), ("mlic:refine=3", "quality=medium"),
     ]  # fmt: skip
-    # the refined encodes are other bitstreams of the same picture (SGA moves the latents)
-    assert [r["bytes"] for r in rows[:2]] != [r["bytes"] for r in rows[2:]] or [r["psnr"] for r in rows[:2]] != [
-        r["psnr"] for r in rows[2:]
-    ]
+    assert calls == [("mlic", "low", {}), ("mlic", "medium", {}),
+                     ("mlic", "low", {"refine": 3}), ("mlic", "medium", {"refine": 3})]  # fmt: skip
+    assert all(r["bytes"] > 0 and r["psnr"] > 25 for r in rows)
 
 
 @pytest.mark.parametrize("spec", ["mlic:refine", "mlic:nope=1", "webp:q=3", "x265:=4"])

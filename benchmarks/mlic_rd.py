@@ -125,7 +125,7 @@ def refine_curves(data: Path, out: Path, steps: int, sets: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
         for name in sets:
             folder = data / "eval/sr/Set14" if name == "set14" else heldout_folder(data, Path(tmp))
-            dst = out / f"{name}_refine"
+            dst = out / f"{name}_refine{steps}"
             command = (f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4" if name == "set14" else
                        f"python benchmarks/mlic_rd.py --data {data} --refine-curve {steps} --sets heldout")  # temp folder
             table = bench.run(folder, codecs, points=4, out_dir=dst, command=command, progress=True)
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--update-card", action="store_true", help="write the BD-rates into the shipped model card")
     ap.add_argument("--per-image", metavar="PEER", help="only Set14's BD-rate against PEER picture by picture")
     ap.add_argument("--refine-curve", type=int, metavar="STEPS",
-                    help="only the RD curves with and without --refine STEPS (into SET_refine/)")
+                    help="only the RD curves with and without --refine STEPS (into SET_refineSTEPS/)")
     ap.add_argument("--sets", default="set14,heldout", help="--refine-curve: which sets (default set14,heldout)")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)

@@ -445,11 +445,13 @@ def sga_round(x: torch.Tensor, tau: float) -> torch.Tensor:
     return lo + weights[..., 1]
 
 
-def refine_latents(model: MLICv2, x: torch.Tensor, level: float, steps: int, lr: float = 5e-3,
+def refine_latents(model: MLICv2, x: torch.Tensor, level: float, steps: int, lr: float = 1e-2,
                    progress=None) -> torch.Tensor:
     """Per-image refinement at encode time (the decoder is unchanged): gradient descent on
     the latents y for lambda * 255^2 * MSE + bpp, with SGA rounding whose temperature
-    anneals from 0.5 towards 0. Returns the refined (gained) latents for codec/image.compress."""
+    anneals from 0.5 towards 0 and Adam's step size decaying from ``lr`` to 0 on a cosine
+    (at 100 steps this finds what a constant 5e-3 needed 300 for: docs/BENCHMARKS.md).
+    Returns the refined (gained) latents for codec/image.compress."""
     lam = model.lambda_at(level)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -466,6 +468,7 @@ def _refine(model, x, level, steps, lr, lam, progress) -> torch.Tensor:
     y = y0.clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
     pixels = x.shape[2] * x.shape[3]
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     for step in range(steps):
         tau = max(0.5 * math.exp(-4.0 * step / max(steps, 1)), 0.01)
         out = model.code_latents(y, level, soft_round=lambda v: sga_round(v, tau))
@@ -474,6 +477,7 @@ def _refine(model, x, level, steps, lr, lam, progress) -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         if progress:
             progress(step + 1)
     return y.detach()

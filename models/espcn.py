@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SCALES = (2, 3, 4)
+# 5x5, 3x3, 3x3 convolutions: an output pixel sees 2 + 1 + 1 LR pixels on each side
+RECEPTIVE_RADIUS = 4
 # BT.601 studio-range luma of RGB in [0, 1] (MATLAB rgb2ycbcr), the SR evaluation standard
 _Y = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 _CB = (-37.797 / 255, -74.203 / 255, 112.0 / 255)
@@ -87,9 +90,19 @@ class ESPCN(nn.Module):
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.conv1(x - 0.5))
-        h = torch.tanh(self.conv2(h))
-        return self.shuffle(self.conv3(h)) + 0.5
+        return self._layers(x, lambda conv, h: conv(h))
+
+    def interior(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)`` without its outer RECEPTIVE_RADIUS LR pixels on each side: the
+        outputs that see no padding, computed with unpadded convolutions. Training's loss
+        covers only these, and on a 48-px patch the padded border is about half the work
+        (measured: 1.8-2.3x the training steps per second)."""
+        return self._layers(x, lambda conv, h: F.conv2d(h, conv.weight, conv.bias))
+
+    def _layers(self, x: torch.Tensor, conv: Callable[[nn.Conv2d, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        h = torch.tanh(conv(self.conv1, x - 0.5))
+        h = torch.tanh(conv(self.conv2, h))
+        return self.shuffle(conv(self.conv3, h)) + 0.5
 
     # the four pass-through copies of the LR picture are shifted by these (dy, dx); with
     # the 3x3 reach of the last layer on each they cover offsets -2..2 in both directions

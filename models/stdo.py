@@ -19,9 +19,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .espcn import ESPCN, STUDIO_GAIN, STUDIO_OFFSET
+from .espcn import ESPCN, RECEPTIVE_RADIUS, STUDIO_GAIN, STUDIO_OFFSET
 from .precision import bf16_useful
-from .train_espcn import RECEPTIVE_RADIUS
 
 MARGIN = RECEPTIVE_RADIUS
 LAYERS = ("last", "all")  # what overfitting trains
@@ -90,7 +89,7 @@ def patch_errors(model: ESPCN, win: torch.Tensor, target: torch.Tensor, batch: i
     difficulty score used for chunking."""
     out = []
     for w, t in zip(win.split(batch), target.split(batch)):
-        sr = upscale_windows(model, studio(w), model.scale).clamp(0, 1)
+        sr = model.interior(studio(w)).clamp(0, 1)  # = upscale_windows, unpadded
         out.append(((sr - studio(t)) ** 2).mean(dim=(1, 2, 3)))
     return torch.cat(out)
 
@@ -157,7 +156,7 @@ def overfit(
         idx = torch.randint(0, n, (min(batch, n),), generator=g)
         x, y = studio(win[idx].to(device)), studio(target[idx].to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            sr = upscale_windows(model, x.contiguous(memory_format=layout), model.scale).float()
+            sr = model.interior(x.contiguous(memory_format=layout)).float()  # = upscale_windows, unpadded
         loss = F.mse_loss(sr, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

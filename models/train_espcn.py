@@ -8,9 +8,10 @@ evaluation makes its LR inputs the same way.
 
 Recipe: bicubic-initialised ESPCN (models/espcn.py: four pass-through channels); random aligned LR/HR crops (LR
 ``patch`` px), the 8 flips/rotations; the loss covers only the crop's interior, where the
-network sees real pixels rather than its edge padding (``margin``, the receptive radius:
+network sees real pixels rather than its edge padding (the receptive radius on each side:
 with 32-px crops almost half the outputs would otherwise be padding-dependent, unlike
-the full pictures it is evaluated on); bf16 autocast with channels-last tensors where the
+the full pictures it is evaluated on), and only that interior is computed
+(``ESPCN.interior``: unpadded convolutions); bf16 autocast with channels-last tensors where the
 CPU has native bf16 (weights, Adam and the loss stay fp32; validation runs in fp32);
 Adam; learning rate warmed up over the first 2 % then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
 of the budget, then MSE (the metric is PSNR); optionally scale augmentation (each training
@@ -31,11 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .espcn import ESPCN, bicubic_resize, rgb_to_ycbcr
+from .espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, rgb_to_ycbcr
 from .precision import bf16_useful
-
-# 5x5, 3x3, 3x3 convolutions: an output pixel sees 2 + 1 + 1 LR pixels on each side
-RECEPTIVE_RADIUS = 4
 
 
 @dataclass
@@ -46,7 +44,6 @@ class TrainConfig:
     patch: int = 32  # LR patch side
     lr: float = 3e-4  # higher rates scramble the bicubic pass-through early (measured)
     mse_from: float = 0.8  # fraction of the budget after which the loss is MSE
-    margin: int = RECEPTIVE_RADIUS  # LR px on each side of a patch left out of the loss
     init_gain: float = 0.1  # bicubic initialisation's pass-through gain (models/espcn.py)
     compact_init: bool = True  # pass bicubic through 4 channels, not r^2 (ESPCN.init_bicubic)
     bf16: bool = True  # channels-last + bf16 autocast where the CPU computes bf16 natively (~1.8x the steps)
@@ -156,8 +153,8 @@ def train(
 
     ``init``: start from these weights (e.g. the shipped ones) instead of the bicubic
     initialisation, with a fresh schedule; ``resume``: continue a checkpoint exactly."""
-    if cfg.patch <= 2 * cfg.margin:
-        raise ValueError(f"patch ({cfg.patch} LR px) must exceed twice the loss margin ({cfg.margin})")
+    if cfg.patch <= 2 * RECEPTIVE_RADIUS:
+        raise ValueError(f"patch ({cfg.patch} LR px) must exceed twice the receptive radius ({RECEPTIVE_RADIUS})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -186,10 +183,9 @@ def train(
             group["lr"] = _lr_at(cfg, progress)
         lr, hr = sampler.batch(cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            sr = model(lr.contiguous(memory_format=layout)).float()
-        if cfg.margin:
-            m = cfg.margin * cfg.scale
-            sr, hr = sr[..., m:-m, m:-m], hr[..., m:-m, m:-m]
+            sr = model.interior(lr.contiguous(memory_format=layout)).float()
+        m = RECEPTIVE_RADIUS * cfg.scale
+        hr = hr[..., m:-m, m:-m]
         loss = F.l1_loss(sr, hr) if progress < cfg.mse_from else F.mse_loss(sr, hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()

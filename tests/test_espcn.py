@@ -10,7 +10,7 @@ import torch
 
 from conftest import SAMPLES
 from ncodec.models import train_espcn as recipe
-from ncodec.models.espcn import ESPCN, bicubic_resize, count_parameters
+from ncodec.models.espcn import RECEPTIVE_RADIUS, ESPCN, bicubic_resize, count_parameters
 from ncodec.models.upscaler import Upscaler, load_espcn
 from ncodec.video.images import read_image
 
@@ -25,6 +25,19 @@ def test_shapes_and_paper_architecture(scale):
     assert count_parameters(m) == 64 * 25 + 64 + 64 * 32 * 9 + 32 + 32 * 9 * scale**2 + scale**2
     with pytest.raises(ValueError):
         ESPCN(5)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_interior_is_the_unpadded_part_of_forward(scale):
+    # training computes only the outputs that see no padding; they must be forward's own
+    torch.manual_seed(scale)
+    m = ESPCN(scale)
+    x = torch.rand(2, 1, 20, 27)
+    r = RECEPTIVE_RADIUS * scale
+    with torch.no_grad():
+        inner = m.interior(x)
+        assert inner.shape == (2, 1, (20 - 8) * scale, (27 - 8) * scale)
+        assert torch.allclose(inner, m(x)[..., r:-r, r:-r], atol=1e-6)
 
 
 @pytest.mark.parametrize("compact", [True, False])

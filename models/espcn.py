@@ -1,8 +1,12 @@
 """ESPCN (Shi et al., CVPR 2016): real-time sub-pixel convolutional upscaling.
 
 The network is the paper's: 5x5 conv 64 -> tanh -> 3x3 conv 32 -> tanh -> 3x3 conv r^2
--> pixel shuffle, on luma (Y); chroma is upscaled bicubically by the caller. Convs pad
-by edge replication so the output covers the whole picture.
+-> pixel shuffle, on luma (Y); chroma is upscaled bicubically by the caller. The picture
+is extended once by edge replication, by the receptive radius, and the convolutions are
+unpadded: every output, at the edges too, is then a function of one window of (real or
+replicated) input pixels, which training reproduces exactly by cropping windows that
+reach past the picture's edges (models/train_espcn.PatchSampler) and which independent
+windows (tiles, STDO's patches) reproduce by padding the same way.
 
 Training starts from a *bicubic initialisation* (see ``init_bicubic``): four of the
 first layer's filters pass the LR picture on, shifted diagonally by one pixel, the tanh
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +57,13 @@ def bicubic_resize(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="bicubic", antialias=True, align_corners=False)
 
 
+def pad_edges(x: torch.Tensor) -> torch.Tensor:
+    """N,C,h,w float -> N,C,h+2R,w+2R: the picture extended by edge replication by the
+    receptive radius R, the way ESPCN sees what lies beyond a picture's edges."""
+    r = RECEPTIVE_RADIUS
+    return F.pad(x, (r, r, r, r), mode="replicate")
+
+
 def _cubic(t: float, a: float = -0.5) -> float:
     t = abs(t)
     if t <= 1:
@@ -84,25 +94,20 @@ class ESPCN(nn.Module):
             raise ValueError(f"scale must be one of {SCALES}, got {scale}")
         self.scale, self.channels = scale, channels
         f1, f2 = features
-        self.conv1 = nn.Conv2d(channels, f1, 5, padding=2, padding_mode="replicate")
-        self.conv2 = nn.Conv2d(f1, f2, 3, padding=1, padding_mode="replicate")
-        self.conv3 = nn.Conv2d(f2, channels * scale * scale, 3, padding=1, padding_mode="replicate")
+        self.conv1 = nn.Conv2d(channels, f1, 5)
+        self.conv2 = nn.Conv2d(f1, f2, 3)
+        self.conv3 = nn.Conv2d(f2, channels * scale * scale, 3)
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._layers(x, lambda conv, h: conv(h))
+        return self.interior(pad_edges(x))
 
     def interior(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward(x)`` without its outer RECEPTIVE_RADIUS LR pixels on each side: the
-        outputs that see no padding, computed with unpadded convolutions. Training's loss
-        covers only these, and on a 48-px patch the padded border and the padding passes
-        are a third of the work (measured in the recipe: 1.53x the steps per second)."""
-        return self._layers(x, lambda conv, h: F.conv2d(h, conv.weight, conv.bias))
-
-    def _layers(self, x: torch.Tensor, conv: Callable[[nn.Conv2d, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        h = torch.tanh(conv(self.conv1, x - 0.5))
-        h = torch.tanh(conv(self.conv2, h))
-        return self.shuffle(conv(self.conv3, h)) + 0.5
+        """The network without the edge padding: N,C,h,w -> N,C,(h-2R)*r,(w-2R)*r for the
+        receptive radius R, the outputs of the window's inner pixels."""
+        h = torch.tanh(self.conv1(x - 0.5))
+        h = torch.tanh(self.conv2(h))
+        return self.shuffle(self.conv3(h)) + 0.5
 
     # the four pass-through copies of the LR picture are shifted by these (dy, dx); with
     # the 3x3 reach of the last layer on each they cover offsets -2..2 in both directions
@@ -187,10 +192,9 @@ class FastESPCN(nn.Module):
         gain, offset = LUMA_RANGES[luma_range]
         self.scale = model.scale
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.conv1 = nn.Conv2d(1, model.conv1.out_channels, 5, padding=2, padding_mode="replicate")
+        self.conv1 = nn.Conv2d(1, model.conv1.out_channels, 5)
         self.conv2 = copy.deepcopy(model.conv2)  # converted below; the trained model stays as it is
-        self.conv3 = nn.Conv2d(model.conv3.in_channels, model.conv3.out_channels, 3, padding=1,
-                               padding_mode="replicate")  # fmt: skip
+        self.conv3 = nn.Conv2d(model.conv3.in_channels, model.conv3.out_channels, 3)
         self.shuffle = nn.PixelShuffle(model.scale)
         with torch.no_grad():
             # conv1(x - 0.5) with x = offset + gain * (v + CENTRE) / 255, v the centred input
@@ -208,7 +212,7 @@ class FastESPCN(nn.Module):
     def subpixels(self, u: torch.Tensor) -> torch.Tensor:
         """N,1,h,w -> N,r^2,h,w (float32): the output before the pixel shuffle, which
         callers can do more cheaply on the final uint8 values."""
-        h = torch.tanh(self.conv2(torch.tanh(self.conv1((u - self.CENTRE).to(self.dtype)))))
+        h = torch.tanh(self.conv2(torch.tanh(self.conv1((pad_edges(u) - self.CENTRE).to(self.dtype)))))
         return self.conv3(h).float() + self.CENTRE
 
     def subpixels_u8(self, y: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,10 @@ like a real low-resolution image, then converted to Y (BT.601 studio range). The
 evaluation makes its LR inputs the same way.
 
 Recipe: bicubic-initialised ESPCN (models/espcn.py: four pass-through channels); random aligned LR/HR crops (LR
-``patch`` px), the 8 flips/rotations; the loss covers only the crop's interior, where the
-network sees real pixels rather than its edge padding (the receptive radius on each side:
-with 32-px crops almost half the outputs would otherwise be padding-dependent, unlike
-the full pictures it is evaluated on), and only that interior is computed
-(``ESPCN.interior``: unpadded convolutions); bf16 autocast with channels-last tensors where the
+``patch`` px), the 8 flips/rotations; each LR window is the exact input of its inner
+outputs (``ESPCN.interior``: unpadded convolutions), so the loss never sees a crop's
+artificial edge, and windows reach past the picture's edges into its edge replication,
+so the picture edges are trained as ``forward`` computes them; bf16 autocast with channels-last tensors where the
 CPU has native bf16 (weights, Adam and the loss stay fp32; validation runs in fp32);
 Adam; learning rate warmed up over the first 2 % then cosine-decayed to 1 % of its peak over the time budget; L1 loss for the first 80 %
 of the budget, then MSE (the metric is PSNR); optionally scale augmentation (each training
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, rgb_to_ycbcr
+from .espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, pad_edges, rgb_to_ycbcr
 from .precision import bf16_useful
 
 
@@ -102,26 +101,34 @@ def evaluate(model: ESPCN, pairs: list[Pair]) -> float:
 
 
 class PatchSampler:
-    """Random aligned LR/HR crops with the 8 dihedral augmentations, images drawn by area."""
+    """Random aligned LR/HR crops with the 8 dihedral augmentations, images drawn by area.
+
+    An LR window of ``patch`` px yields the HR target of its inner ``patch - 2R`` pixels
+    (R the receptive radius: ``ESPCN.interior``). Windows are cut from the picture
+    extended by edge replication (``pad_edges``) and may reach R px past its edges, so
+    the targets cover the whole picture, edges included, computed exactly as ``forward``
+    computes them there."""
 
     def __init__(self, pairs: list[Pair], scale: int, patch: int, seed: int):
-        self.pairs = [p for p in pairs if min(p.lr.shape[-2:]) >= patch]
+        inner = patch - 2 * RECEPTIVE_RADIUS
+        self.pairs = [Pair(hr=p.hr, lr=pad_edges(p.lr[None])[0]) for p in pairs if min(p.lr.shape[-2:]) >= inner]
         if not self.pairs:
-            raise ValueError(f"no training image is at least {patch * scale} px on its short side")
-        area = np.array([p.lr.shape[-1] * p.lr.shape[-2] for p in self.pairs], np.float64)
+            raise ValueError(f"no training image is at least {inner * scale} px on its short side")
+        area = np.array([p.hr.shape[-1] * p.hr.shape[-2] for p in self.pairs], np.float64)
         self.weights = area / area.sum()
         self.scale, self.patch = scale, patch
         self.rng = np.random.default_rng(seed)
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s, p = self.scale, self.patch
+        s, p, q = self.scale, self.patch, (self.patch - 2 * RECEPTIVE_RADIUS) * self.scale
         lrs, hrs = [], []
         for i in self.rng.choice(len(self.pairs), size=n, p=self.weights):
             pair = self.pairs[i]
             h, w = pair.lr.shape[-2:]
+            # window row y of the padded picture: its inner outputs start at picture row y
             y, x = int(self.rng.integers(0, h - p + 1)), int(self.rng.integers(0, w - p + 1))
             lr = pair.lr[:, y : y + p, x : x + p]
-            hr = pair.hr[:, y * s : (y + p) * s, x * s : (x + p) * s]
+            hr = pair.hr[:, y * s : y * s + q, x * s : x * s + q]
             k, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
             lr, hr = torch.rot90(lr, k, (1, 2)), torch.rot90(hr, k, (1, 2))
             if flip:
@@ -184,8 +191,6 @@ def train(
         lr, hr = sampler.batch(cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             sr = model.interior(lr.contiguous(memory_format=layout)).float()
-        m = RECEPTIVE_RADIUS * cfg.scale
-        hr = hr[..., m:-m, m:-m]
         loss = F.l1_loss(sr, hr) if progress < cfg.mse_from else F.mse_loss(sr, hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()

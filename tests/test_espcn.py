@@ -28,17 +28,30 @@ def test_shapes_and_paper_architecture(scale):
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_interior_is_the_unpadded_part_of_forward(scale):
-    # training computes only the outputs that see no padding; they must be forward's own
+def test_training_windows_compute_what_forward_computes(scale):
+    # every training pair must be forward's own input/output, at the picture's edges too
     torch.manual_seed(scale)
     m = ESPCN(scale)
-    x = torch.rand(2, 1, 20, 27)
-    cut = 2 * RECEPTIVE_RADIUS
-    r = RECEPTIVE_RADIUS * scale
+    for conv in (m.conv1, m.conv2, m.conv3):
+        conv.weight.data.mul_(4)  # far from linear, so that padding differences show
+    lr = torch.rand(1, 11, 13)
+    pair = recipe.Pair(hr=torch.zeros(1, 11 * scale, 13 * scale), lr=lr)
     with torch.no_grad():
-        inner = m.interior(x)
-        assert inner.shape == (2, 1, (20 - cut) * scale, (27 - cut) * scale)
-        assert torch.allclose(inner, m(x)[..., r:-r, r:-r], atol=1e-6)
+        pair.hr = m(lr[None])[0]  # the target is the model itself: the loss must be zero
+        sampler = recipe.PatchSampler([pair], scale, patch=2 * RECEPTIVE_RADIUS + 5, seed=0)
+        windows, targets = sampler.batch(2000)  # 63 window positions: each is drawn
+        assert targets.shape == (2000, 1, 5 * scale, 5 * scale)
+        # a pair is a flip/rotation of (window, forward's outputs there): undo each of the 8
+        undo = [lambda t, k=k, f=f: torch.rot90(t.flip(3) if f else t, -k, (2, 3)) for k in range(4) for f in (0, 1)]
+        match = torch.zeros(len(windows), dtype=torch.bool)
+        corner = pair.hr[:, : 5 * scale, : 5 * scale]
+        corner_seen = False
+        for g in undo:
+            hr = g(targets)
+            match |= ((m.interior(g(windows)) - hr).abs().amax(dim=(1, 2, 3)) < 1e-5)
+            corner_seen |= any(torch.equal(t, corner) for t in hr)
+    assert bool(match.all())
+    assert corner_seen  # the windows reach past the edges: corner outputs are trained too
 
 
 @pytest.mark.parametrize("compact", [True, False])

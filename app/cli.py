@@ -59,13 +59,43 @@ def _runner(args, uses_torch: bool = True):
         yield runner
 
 
+def _codec_options(args) -> dict:
+    """The codec options the user gave (generated flags; None where not given)."""
+    return {name: getattr(args, name) for name in _option_names() if getattr(args, name) is not None}
+
+
+def _option_names() -> list[str]:
+    return sorted({o.name for name in registry.names() for o in registry.get(name).options})
+
+
+def add_codec_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per codec option, generated from the codecs' declarations
+    (codec/options.py); an option several codecs share is one flag whose help names
+    them. Values are checked when the codec is known, before any work."""
+    users: dict[str, list] = {}
+    for name in registry.names():
+        for option in registry.get(name).options:
+            users.setdefault(option.name, []).append((name, option))
+    group = parser.add_argument_group("codec options (each applies to the codecs it names)")
+    for key in sorted(set(users) - set(skip)):
+        first = users[key][0][1]
+        by_help: dict[str, list[str]] = {}
+        for codec_name, option in users[key]:
+            default = "" if option.default is None or option.type is bool else f"; default {option.default}"
+            text = f"{option.help} ({option.describe_range()}{default})"
+            by_help.setdefault(text, []).append(codec_name)
+        help_text = "; ".join(f"{', '.join(names)}: {text}" for text, names in by_help.items())
+        if first.type is bool:
+            group.add_argument(first.flag, action="store_true", default=None, help="; ".join(
+                f"{', '.join(names)}: {text.split(' (')[0]}" for text, names in by_help.items()))
+        else:
+            group.add_argument(first.flag, type=first.type, default=None, metavar=key.upper(), help=help_text)
+
+
 def _cmd_encode(args) -> int:
     from ncodec import video
 
-    options = {"crf": args.crf, "preset": args.preset, "size": args.size, "epochs": args.epochs,
-               "time_budget": args.time_budget, "segment_frames": args.segment_frames, "loss": args.loss,
-               "scale": args.scale, "lr_codec": args.lr_codec, "chunks": args.chunks, "joint": args.joint or None,
-               "steps": args.steps, "level": args.level, "refine": args.refine}  # fmt: skip
+    options = _codec_options(args)
     codec = args.codec or video.default_codec(args.input)
     uses_torch = registry.get(codec).uses_torch
     with _runner(args, uses_torch) as runner:
@@ -82,7 +112,7 @@ def _cmd_encode(args) -> int:
 def _cmd_batch(args) -> int:
     from ncodec.video.batch import BatchSettings, run_batch
 
-    options = {"crf": args.crf, "time_budget": args.time_budget}
+    options = _codec_options(args) | ({"scale": args.scale} if args.task == "encode" and args.scale else {})
     settings = BatchSettings(task=args.task, codec=args.codec, quality=args.quality, options=options,
                              scale=args.scale, method=args.method)  # fmt: skip
     settings.check()
@@ -238,7 +268,6 @@ def _add_parallel_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ncodec import video  # noqa: F401  (registers the codecs, so --help can list them)
     from ncodec.codec.container import DEFAULT_MAX_OUTPUT_PIXELS
     from ncodec.video.dereflect import DEFAULT_MAX_PIXELS
 
@@ -261,20 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("output", metavar="OUT")
     e.add_argument("--codec", "-c", help="codec (default: stdo for videos, mlic for images)")
     e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
-    e.add_argument("--crf", type=int, help="constant rate factor for the classical codecs (overrides --quality)")
-    e.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast..veryslow, av1: 0..13)")
-    e.add_argument("--size", type=int, help="neural codecs: decoder parameters, e.g. 300000 (HNeRV)")
-    e.add_argument("--epochs", type=int, help="neural codecs: fitting epochs per segment")
-    e.add_argument("--time-budget", type=float, metavar="SECONDS", help="neural codecs: total fitting time")
-    e.add_argument("--segment-frames", type=int, help="HNeRV: frames per independently coded segment")
-    e.add_argument("--loss", choices=["l2", "l1+ms-ssim"], help="HNeRV: fitting loss (default l2)")
-    e.add_argument("--scale", type=int, help="STDO: downscaling factor of the low-resolution stream (2, 3, 4)")
-    e.add_argument("--lr-codec", choices=["x264", "x265"], help="STDO: codec of the low-resolution stream")
-    e.add_argument("--chunks", type=int, help="STDO: patch chunks, one overfitted model each (default 4)")
-    e.add_argument("--joint", action="store_true", help="STDO: one jointly trained model (smallest bitstream)")
-    e.add_argument("--level", type=float, help="mlic: rate level 0 (smallest) .. 3 (best); fractions interpolate")
-    e.add_argument("--refine", type=int, metavar="STEPS", help="mlic: per-image latent refinement (SGA) steps")
-    e.add_argument("--steps", type=int, help="STDO: training steps per model when no --time-budget is given")
+    add_codec_options(e)
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
     _add_parallel_options(e, "hnerv/stdo: ")
     e.set_defaults(func=_cmd_encode)
@@ -290,9 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--task", choices=["encode", "upscale", "dereflect"], default="encode")
     bt.add_argument("--codec", "-c", help="encode: codec (default: stdo for videos, mlic for images)")
     bt.add_argument("--quality", choices=["low", "medium", "high", "best"], help="encode: quality preset")
-    bt.add_argument("--crf", type=int, help="encode: constant rate factor of the classical codecs")
-    bt.add_argument("--time-budget", type=float, metavar="SECONDS", help="encode: fitting time per file (neural codecs)")
-    bt.add_argument("--scale", "-s", type=int, choices=[2, 3, 4], help="upscale: factor")
+    bt.add_argument("--scale", "-s", type=int, choices=[2, 3, 4],
+                    help="upscale: the factor; encode: stdo's downscaling factor")
+    add_codec_options(bt, skip=("scale",))
     bt.add_argument("--method", default="auto", choices=["auto", "net", "classic"], help="dereflect: method")
     bt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_parallel_options(bt, "files ")

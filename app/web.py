@@ -20,14 +20,18 @@ import cv2
 import gradio as gr
 import numpy as np
 
+from ncodec.codec import registry
 from ncodec.codec.errors import NcodecError
+from ncodec.codec.options import Option
+from ncodec.video.pipeline import DEFAULT_IMAGE_CODEC as IMAGE_CODEC
+from ncodec.video.pipeline import DEFAULT_VIDEO_CODEC
 
 MAX_UPLOAD = "300mb"
 MAX_IMAGE_PIXELS = 7680 * 4320 * 2  # 8K photos and a little more
 MAX_VIDEO_SECONDS = 20.0  # videos are CPU-heavy here: keep a web job within minutes
 MAX_VIDEO_PIXELS = 1920 * 1080
 MAX_DECODED_VIDEO_PIXELS = MAX_VIDEO_PIXELS * 60 * 60  # an uploaded .bin: a minute of 1080p60 at most
-VIDEO_CODECS = ("x264", "x265", "av1", "stdo", "hnerv")
+VIDEO_BUDGET, MAX_VIDEO_BUDGET = 30.0, 600.0  # seconds a neural video encode may train: a web job stays in minutes
 # The before/after sliders show at most this many pixels a side: a 6000-px photo upscaled x4
 # is 24000 px wide, more than a browser tab should decode twice. The download is always whole.
 PREVIEW_SIDE = 2048
@@ -48,6 +52,29 @@ def _job() -> Path:
     jobs = app_root() / "jobs"
     jobs.mkdir(exist_ok=True)
     return Path(tempfile.mkdtemp(dir=jobs))
+
+
+def video_codecs() -> list[str]:
+    """The registry's video codecs, for the Video codec tab."""
+    return [name for name in registry.names() if registry.get(name).media == "video"]
+
+
+def app_options(codec: str) -> dict[str, Option]:
+    """The options of ``codec`` that the app shows a widget for (``Option.in_app``)."""
+    return {o.name: o for o in registry.get(codec).options if o.in_app}
+
+
+def _shared_app_option(codecs: list[str], name: str) -> Option:
+    """The one declaration of option ``name`` that the ``codecs`` offering it share."""
+    found = {app_options(c)[name] for c in codecs if name in app_options(c)}
+    if len(found) != 1:
+        raise RuntimeError(f"the app needs one declaration of {name!r}, found {len(found)}")
+    return found.pop()
+
+
+def _number_widget(option: Option, label: str, **kwargs):
+    """A slider (bounded numbers) for an option, from its declaration."""
+    return gr.Slider(option.low, option.high, value=option.default, label=label, info=option.help, **kwargs)
 
 
 def _fail(message: str):
@@ -179,7 +206,7 @@ def compress_image(path: str, level: float, progress=gr.Progress(track_tqdm=True
     bits = job / f"{Path(path).stem}.bin"
     mlic_png = job / "mlic.png"
     start = time.perf_counter()
-    enc = _run(encode_file, path, bits, "mlic", options={"level": float(level)}, progress=True)
+    enc = _run(encode_file, path, bits, IMAGE_CODEC, options={"level": level}, progress=True)
     _run(decode_file, bits, mlic_png)
     seconds = time.perf_counter() - start
     rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -218,11 +245,11 @@ def encode_video(path: str, codec: str, budget: float, progress=gr.Progress(trac
     from ncodec.video import decode_file, encode_file
 
     _media(path, "video")
-    if codec not in VIDEO_CODECS:
-        _fail(f"codec must be one of {', '.join(VIDEO_CODECS)}")
+    if codec not in video_codecs():
+        _fail(f"codec must be one of {', '.join(video_codecs())}")
     job = _job()
     bits, back = job / f"{Path(path).stem}.bin", job / "decoded.mp4"
-    options = {"time_budget": float(budget)} if codec in ("stdo", "hnerv") else {}
+    options = {"time_budget": budget} if "time_budget" in app_options(codec) else {}
     enc = _run(encode_file, path, bits, codec, options=options, progress=True)
     dec = _run(decode_file, bits, back, reference=path, crf=16)
     q = dec.quality or {}
@@ -272,7 +299,7 @@ def build():
         with gr.Tab("Compress image"):
             with gr.Row():
                 ci_in = gr.Image(label="Photo", type="filepath", elem_id="compress-input")
-                ci_level = gr.Slider(0, 3, value=1, step=0.25, label="MLIC rate level (0 smallest, 3 best)")
+                ci_level = _number_widget(app_options(IMAGE_CODEC)["level"], "MLIC rate level", step=0.25)
             ci_go = gr.Button("Compress", variant="primary", elem_id="compress-run")
             with gr.Row():
                 ci_mlic, ci_jpeg, ci_webp = (gr.Image(label=n, type="filepath") for n in ("MLIC", "JPEG", "WebP"))
@@ -289,8 +316,10 @@ def build():
             with gr.Row():
                 vc_in = gr.Video(label=f"Clip (at most {MAX_VIDEO_SECONDS:.0f} s, 1080p)")
                 with gr.Column():
-                    vc_codec = gr.Dropdown(list(VIDEO_CODECS), value="x264", label="Codec")
-                    vc_budget = gr.Number(value=30, label="Time budget for the neural codecs (s)", minimum=5, maximum=600)
+                    vc_codec = gr.Dropdown(video_codecs(), value=DEFAULT_VIDEO_CODEC, label="Codec")
+                    budget = _shared_app_option(video_codecs(), "time_budget")
+                    vc_budget = gr.Number(value=VIDEO_BUDGET, label="Time budget of the neural codecs (s)",
+                                          info=budget.help, minimum=budget.low, maximum=MAX_VIDEO_BUDGET)
             vc_go = gr.Button("Encode", variant="primary")
             vc_info = gr.Markdown()
             vc_out, vc_bits = gr.Video(label="Decoded"), gr.File(label="Bitstream (.bin)")

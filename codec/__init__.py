@@ -1,12 +1,15 @@
 """Bitstreams: the container format, the codec registry and one module per codec.
 
-Knows nothing about PyAV or media files; ``ncodec.video`` feeds it frames.
+Importing it gives a registry that encodes and decodes with every codec. It knows
+nothing about media files or containers on disk (``ncodec.video`` feeds it frames); the
+classical codecs use PyAV's codec contexts, frames in and packets out.
 """
 
 from .container import Colour, ContainerReader, ContainerWriter, StreamHeader
 from .errors import BitstreamError, InputError, NcodecError, UsageError
 from .registry import Codec, by_tag, get, names, register
-from . import hnerv, image, stdo  # noqa: E402,F401  (register the neural codecs; torch loads on first use)
+# the codecs join the registry as they are imported; torch loads on a neural codec's first use
+from . import classical, hnerv, image, stdo  # noqa: E402,F401
 
 __all__ = [
     "BitstreamError", "Codec", "Colour", "ContainerReader", "ContainerWriter", "InputError",

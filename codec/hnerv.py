@@ -27,7 +27,8 @@ import numpy as np
 
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
-from .errors import BitstreamError, UsageError
+from .errors import BitstreamError
+from .options import SEED, TIME_BUDGET, Option
 from .registry import Section, SegmentedCodec, register
 from .weights import decode_state, encode_state
 
@@ -132,26 +133,28 @@ class HNeRVCodec(SegmentedCodec):
         "best": {"size": 3_000_000, "epochs": 600},
     }
 
-    def params(self, width: int, height: int, fps, options: dict) -> dict:
-        size = int(options.get("size") or 300_000)
-        segment = int(options.get("segment_frames") or 120)
-        epochs = int(options.get("epochs") or 150)
-        budget = options.get("time_budget")
-        if not 10_000 <= size <= MAX_DECODER_PARAMETERS:
-            raise UsageError("--size (decoder parameters) must be between 10k and 50M")
-        from ncodec.models.hnerv import LOSSES, make_config
+    options = (
+        Option("size", int, 300_000, "decoder parameters (the model's size)", low=10_000,
+               high=MAX_DECODER_PARAMETERS),
+        Option("segment_frames", int, 120, "frames per independently fitted segment", low=1, high=MAX_SEGMENT_FRAMES),
+        Option("loss", str, "l2", "fitting loss", choices=("l2", "l1+ms-ssim")),
+        Option("epochs", int, 150, "fitting epochs per segment when no time budget is given", low=1, high=100_000,
+               encoder_only=True),
+        Option("prune", float, 0.1, "share of the decoder's weights pruned before the final fine-tune", low=0.0,
+               high=0.95, encoder_only=True),
+        TIME_BUDGET,
+        SEED,
+    )
 
-        loss = options.get("loss") or "l2"
-        if loss not in LOSSES:
-            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}")
-        if not 1 <= segment <= MAX_SEGMENT_FRAMES:
-            raise UsageError(f"--segment-frames must be in 1..{MAX_SEGMENT_FRAMES}")
-        cfg = make_config(height, width, size)
+    def params(self, width: int, height: int, fps, options: dict) -> dict:
+        from ncodec.models.hnerv import make_config
+
+        s = self.settings(options)
+        cfg = make_config(height, width, s["size"])
         return {
-            "config": cfg.to_json(), "size": size, "segment_frames": segment, "epochs": epochs,
-            "time_budget": float(budget) if budget else None, "prune": float(options.get("prune", 0.1)),
-            "weight_bits": 8, "emb_bits": 8, "seed": int(options.get("seed") or 0), "loss": loss,
-        }  # fmt: skip
+            "config": cfg.to_json(), "size": s["size"], "segment_frames": s["segment_frames"], "loss": s["loss"],
+            "weight_bits": 8, "emb_bits": 8,
+        }
 
     def _config(self, header: StreamHeader):
         from ncodec.models.hnerv import HNeRVConfig
@@ -191,12 +194,13 @@ class HNeRVCodec(SegmentedCodec):
         from ncodec.models.hnerv import HNeRV, fit, pad_frames
 
         p, cfg = header.params, self._config(header)
+        run = runtime.get("settings") or self.encoder_settings({})
         device = torch.device(runtime.get("device", "cpu"))
-        torch.manual_seed(p["seed"])
+        torch.manual_seed(run["seed"])
         frames = pad_frames(torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2), cfg).to(device)
         model = HNeRV(cfg).to(device)
         share = len(rgb) / max(header.frame_count, 1)
-        budget = p["time_budget"] * share if p["time_budget"] else None
+        budget = run["time_budget"] * share if run["time_budget"] else None
         bar = tqdm(total=100, desc=f"fit {len(rgb)} frames", unit="%", file=sys.stderr, leave=False,
                    disable=not runtime.get("progress"), bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")  # fmt: skip
 
@@ -205,12 +209,12 @@ class HNeRVCodec(SegmentedCodec):
             bar.set_postfix(epoch=entry["epoch"], psnr=f"{entry['psnr']:.2f}")
 
         loss = p.get("loss", "l2")
-        fit(model, frames, epochs=p["epochs"], time_budget=budget * 0.9 if budget else None, seed=p["seed"],
+        fit(model, frames, epochs=run["epochs"], time_budget=budget * 0.9 if budget else None, seed=run["seed"],
             loss=loss, on_epoch=report)  # fmt: skip
-        masks = _prune_masks(model, p["prune"])
+        masks = _prune_masks(model, run["prune"])
         if masks:  # a short fine-tune lets the remaining weights compensate
-            fit(model, frames, epochs=max(1, p["epochs"] // 10), time_budget=budget * 0.1 if budget else None,
-                lr=5e-4, seed=p["seed"] + 1, loss=loss, masks=masks)  # fmt: skip
+            fit(model, frames, epochs=max(1, run["epochs"] // 10), time_budget=budget * 0.1 if budget else None,
+                lr=5e-4, seed=run["seed"] + 1, loss=loss, masks=masks)  # fmt: skip
         bar.close()
         model.eval()
         with torch.inference_mode():

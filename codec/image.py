@@ -29,6 +29,7 @@ import numpy as np
 
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .errors import BitstreamError, UsageError
+from .options import Option
 from .registry import Codec, Section, register
 
 PICTURE_TAG = "MLIF"  # one coded picture
@@ -202,14 +203,16 @@ class MLICCodec(Codec):
     def section_tags(self) -> tuple[str, ...]:
         return (PICTURE_TAG,)
 
+    media = "image"
+    options = (
+        Option("level", float, 1.0, "rate level, 0 (smallest) .. 3 (best); fractions interpolate", low=LEVELS[0],
+               high=LEVELS[1], in_app=True),
+        Option("refine", int, 0, "steps of per-image latent refinement (SGA) at encode time", low=0,
+               high=MAX_REFINE_STEPS, encoder_only=True),
+    )
+
     def params(self, width: int, height: int, fps, options: dict) -> dict:
-        level = float(options["level"]) if options.get("level") is not None else 1.0
-        if not LEVELS[0] <= level <= LEVELS[1]:
-            raise UsageError(f"--level must be between {LEVELS[0]:g} and {LEVELS[1]:g}")
-        refine = int(options.get("refine") or 0)
-        if not 0 <= refine <= MAX_REFINE_STEPS:
-            raise UsageError(f"--refine must be between 0 and {MAX_REFINE_STEPS} steps")
-        return {"level": level, "refine": refine, "weights": weights_fingerprint()}
+        return {"level": self.settings(options)["level"], "weights": weights_fingerprint()}
 
     def _model(self, header: StreamHeader):
         p = header.params
@@ -228,7 +231,7 @@ class MLICCodec(Codec):
 
     def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:
         model, level = self._model(header)
-        steps = int(header.params.get("refine") or 0)
+        steps = (runtime or {}).get("settings", {}).get("refine", 0)
         for rgb in frames:
             x = pad_to_multiple(to_tensor(rgb), model.PAD)
             y = None

@@ -15,6 +15,7 @@ import numpy as np
 
 from .container import StreamHeader
 from .errors import BitstreamError, UsageError
+from .options import Option, check_options
 
 Section = tuple[str, bytes]  # (4-character tag, payload)
 
@@ -25,19 +26,39 @@ class Codec(ABC):
     name: str  # what the user types after --codec
     tag: str  # 4-character id written into the header
     description: str = ""
+    media: str = "video"  # "video" or "image": the front ends list a codec under its kind
+    options: tuple[Option, ...] = ()  # everything `ncodec encode` and the web app offer for it
     quality_levels: dict[str, dict] = {}  # --quality preset name -> options
     uses_torch: bool = False  # neural codecs: --device auto|cpu|cuda applies
 
+    def settings(self, options: dict, quality: str | None = None) -> dict:
+        """Every declared option's checked value: the --quality preset's, then the given
+        ones on top, then the defaults; UsageError naming the flag for anything wrong."""
+        resolved = {}
+        if quality is not None:
+            if quality not in self.quality_levels:
+                raise UsageError(f"--quality for {self.name} must be one of: {', '.join(self.quality_levels)}")
+            resolved.update(self.quality_levels[quality])
+        resolved.update({k: v for k, v in options.items() if v is not None})
+        return check_options(self.name, self.options, resolved)
+
+    def encoder_settings(self, options: dict, quality: str | None = None) -> dict:
+        """The checked settings that steer only the encoder (they never enter the header)."""
+        values = self.settings(options, quality)
+        return {o.name: values[o.name] for o in self.options if o.encoder_only}
+
     @abstractmethod
     def params(self, width: int, height: int, fps, options: dict) -> dict:
-        """Resolve user options into the JSON parameters stored in the header."""
+        """The JSON parameters stored in the header, from the options (checked by
+        :meth:`settings`); encoder-only options stay out."""
 
     @abstractmethod
     def encode(
         self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None
     ) -> Iterator[Section]:
         """Consume HxWx3 uint8 RGB frames, yield sections as soon as they are ready.
-        ``runtime`` holds settings that do not go into the bitstream (device, progress)."""
+        ``runtime`` holds what does not go into the bitstream: device, progress, and
+        ``runtime["settings"]``, the encoder-only options (:meth:`encoder_settings`)."""
 
     @abstractmethod
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:

@@ -5,7 +5,7 @@ Video Super-Resolution via Spatial-Temporal Data Overfitting", CVPR 2023).
 Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
   1. pad the frames to a multiple of the scale, downscale them (models/espcn.bicubic_resize,
      the kernel ESPCN was trained for) and code the LR frames with a classical codec
-     (x264/x265, through the registry: this module never touches PyAV);
+     (x264/x265 from codec/classical.py: this module never touches PyAV itself);
   2. decode that LR stream again: the models are trained on what the client will see;
   3. cut every LR luma plane into patches, score each patch by the generic (shipped)
      ESPCN's error against the original, and sort the segment's patches into k chunks
@@ -36,19 +36,19 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import registry
+from .classical import PACKET_SECTION, PRESET_X26X, X264, X265, ClassicalCodec
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
-from .registry import Codec, Section, SegmentedCodec, register
+from .options import SEED, TIME_BUDGET, Option
+from .registry import Section, SegmentedCodec, register
 from .weights import decode_state, encode_state
 
 SEGMENT_TAG = "SSEG"
 MAX_SEGMENT_FRAMES = 1000
 MAX_MODELS = 64
 MAX_MAP_SYMBOLS = 1 << 24  # chunk-map entries per segment (frames x patches), checked before decoding
-LR_CODECS = ("x264", "x265")
-LR_SECTION = "VPKT"  # what the classical codecs write
+LR_CODECS: dict[str, ClassicalCodec] = {"x264": X264, "x265": X265}
 DECODE_BATCH = 4
 
 
@@ -119,57 +119,48 @@ class STDOCodec(SegmentedCodec):
         "best": {"crf": 18, "chunks": 8},
     }
 
+    options = (
+        Option("scale", int, 2, "downscaling factor of the low-resolution stream", choices=(2, 3, 4)),
+        Option("lr_codec", str, "x264", "codec of the low-resolution stream", choices=tuple(LR_CODECS)),
+        Option("crf", int, 23, "constant rate factor of the low-resolution stream", low=0, high=51),
+        Option("preset", str, None, "speed preset of the low-resolution stream's encoder", choices=PRESET_X26X),
+        Option("chunks", int, 4, "patch chunks, one overfitted model each", low=1, high=MAX_MODELS),
+        Option("joint", bool, False, "one jointly trained model for every chunk (smallest bitstream)"),
+        Option("patch", int, 32, "patch side in low-resolution pixels", low=8, high=256),
+        Option("segment_frames", int, 150, "frames per independently coded segment", low=1, high=MAX_SEGMENT_FRAMES),
+        Option("steps", int, 300, "training steps per model when no time budget is given", low=0, high=1_000_000,
+               encoder_only=True),
+        Option("train_layers", str, "last", "what overfitting trains: the last layer or all", choices=("last", "all"),
+               encoder_only=True),
+        TIME_BUDGET,
+        SEED,
+    )
+
     def params(self, width: int, height: int, fps, options: dict) -> dict:
-        from ncodec.models.espcn import SCALES
-
-        def option(key: str, default: int) -> int:  # 0 is a value (and an error), not "unset"
-            value = options.get(key)
-            return default if value is None else int(value)
-
-        scale = option("scale", 2)
-        if scale not in SCALES:
-            raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
-        lr_codec = options.get("lr_codec") or "x264"
-        if lr_codec not in LR_CODECS:
-            raise UsageError(f"--lr-codec must be one of {', '.join(LR_CODECS)}")
-        chunks, patch = option("chunks", 4), option("patch", 32)
-        segment, steps = option("segment_frames", 150), option("steps", 300)
-        if not 1 <= chunks <= MAX_MODELS:
-            raise UsageError(f"--chunks must be in 1..{MAX_MODELS}")
-        if not 8 <= patch <= 256:
-            raise UsageError("--patch must be in 8..256 LR pixels")
-        if not 1 <= segment <= MAX_SEGMENT_FRAMES:
-            raise UsageError(f"--segment-frames must be in 1..{MAX_SEGMENT_FRAMES}")
-        if not 0 <= steps <= 1_000_000:
-            raise UsageError("--steps must be in 0..1000000")
-        layers = options.get("layers") or "last"
-        if layers not in ("last", "all"):
-            raise UsageError("--train-layers must be last or all")
+        s = self.settings(options)
+        scale, patch, segment = s["scale"], s["patch"], s["segment_frames"]
         lw, lh = math.ceil(width / scale), math.ceil(height / scale)
         if segment * math.ceil(lw / patch) * math.ceil(lh / patch) > MAX_MAP_SYMBOLS:
             raise UsageError("too many patches per segment for the format: use fewer --segment-frames")
-        inner = registry.get(lr_codec)
-        lr_params = inner.params(lw, lh, fps, {"crf": options.get("crf") or 23, "preset": options.get("preset")})
-        budget = options.get("time_budget")
+        lr_params = LR_CODECS[s["lr_codec"]].params(lw, lh, fps, {"crf": s["crf"], "preset": s["preset"]})
         return {
-            "scale": scale, "lr_codec": lr_codec, "lr_size": [lw, lh], "lr_params": lr_params,
-            "chunks": chunks, "joint": bool(options.get("joint")), "patch": patch, "segment_frames": segment,
-            "steps": steps, "time_budget": float(budget) if budget else None, "seed": int(options.get("seed") or 0),
-            "generic": generic_fingerprint(scale), "layers": layers,
-        }  # fmt: skip
+            "scale": scale, "lr_codec": s["lr_codec"], "lr_size": [lw, lh], "lr_params": lr_params,
+            "chunks": s["chunks"], "joint": s["joint"], "patch": patch, "segment_frames": segment,
+            "generic": generic_fingerprint(scale),
+        }
 
     # -- shared by encoder and decoder ---------------------------------------------------
 
-    def _layout(self, header: StreamHeader) -> tuple[dict, Codec, StreamHeader]:
+    def _layout(self, header: StreamHeader) -> tuple[dict, ClassicalCodec, StreamHeader]:
         """Validated parameters, the LR codec and the header of the LR stream."""
         p = header.params
         try:
             scale, patch, (lw, lh) = int(p["scale"]), int(p["patch"]), (int(v) for v in p["lr_size"])
-            inner = registry.get(str(p["lr_codec"]))
+            inner = LR_CODECS.get(str(p["lr_codec"]))
             lr_params = dict(p["lr_params"])
-        except (KeyError, TypeError, ValueError, UsageError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise BitstreamError(f"STDO parameters are corrupted ({e})") from None
-        if scale not in (2, 3, 4) or not 8 <= patch <= 256 or p["lr_codec"] not in LR_CODECS:
+        if scale not in (2, 3, 4) or not 8 <= patch <= 256 or inner is None:
             raise BitstreamError("STDO parameters are out of range")
         if (lw, lh) != (math.ceil(header.width / scale), math.ceil(header.height / scale)):
             raise BitstreamError("STDO low-resolution size does not match the picture size")
@@ -194,8 +185,9 @@ class STDOCodec(SegmentedCodec):
         p, inner, lr_header = self._layout(header)
         if p.get("generic") != generic_fingerprint(p["scale"]):
             raise UsageError("the shipped ESPCN weights changed since these parameters were made")
-        s, patch, k = p["scale"], p["patch"], p["chunks"]
-        torch.manual_seed(p["seed"])
+        run = runtime.get("settings") or self.encoder_settings({})
+        s, patch, k = p["scale"], p["patch"], int(p["chunks"])
+        torch.manual_seed(run["seed"])
         lw, lh = lr_header.width, lr_header.height
         hr, lr_frames = downscale(rgb, s)
         lr_header = StreamHeader(lr_header.codec, lw, lh, header.fps, len(rgb), header.colour, params=lr_header.params)
@@ -207,9 +199,9 @@ class STDOCodec(SegmentedCodec):
         k = min(k, len(win))  # a tiny segment has fewer patches than chunks: no empty chunk
         ids = stdo.chunk_by_difficulty(stdo.patch_errors(generic, win, target), k)
         share = len(rgb) / max(header.frame_count, 1)
-        budget = p["time_budget"] * share if p["time_budget"] else 0.0
+        budget = run["time_budget"] * share if run["time_budget"] else 0.0
         if p["joint"] or k == 1:
-            idx = stdo.joint_sample(ids, k, p["seed"])
+            idx = stdo.joint_sample(ids, k, run["seed"])
             groups = [idx]
             ids = torch.zeros_like(ids)
         else:
@@ -219,9 +211,9 @@ class STDOCodec(SegmentedCodec):
                    leave=False, disable=not runtime.get("progress"))  # fmt: skip
         for c, idx in enumerate(bar):
             model = generic
-            if budget or p["steps"]:  # the time budget when given, else the step count
+            if budget or run["steps"]:  # the time budget when given, else the step count
                 model, _ = stdo.overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
-                                        max_steps=p["steps"], seed=p["seed"] + c, layers=p["layers"],
+                                        max_steps=run["steps"], seed=run["seed"] + c, layers=run["train_layers"],
                                         device=runtime.get("device", "cpu"))  # fmt: skip
             is_delta, payload = code_weights(model.state_dict(), generic.state_dict())
             delta.append(is_delta)
@@ -238,7 +230,7 @@ class STDOCodec(SegmentedCodec):
         for _, payload in sections:
             yield from self.decode_segment(payload, header, p, inner, lr_header)
 
-    def decode_segment(self, payload: bytes, header: StreamHeader, p: dict, inner: Codec,
+    def decode_segment(self, payload: bytes, header: StreamHeader, p: dict, inner: ClassicalCodec,
                        lr_header: StreamHeader) -> Iterator[np.ndarray]:  # fmt: skip
         import torch
 
@@ -281,7 +273,7 @@ class STDOCodec(SegmentedCodec):
         lr_header = StreamHeader(lr_header.codec, lr_header.width, lr_header.height, header.fps, n, header.colour,
                                  params=lr_header.params)  # fmt: skip
         per_frame = rows * cols
-        lr_sections = ((LR_SECTION, c) for c in unpack_chunks(chunks[1]))
+        lr_sections = ((PACKET_SECTION, c) for c in unpack_chunks(chunks[1]))
         done = 0
         pending: list[np.ndarray] = []
 

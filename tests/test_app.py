@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, make_video
+from helpers import SAMPLES, make_video
 
 gradio_client = pytest.importorskip("gradio_client")
 

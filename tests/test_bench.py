@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import SAMPLES, make_video
+from helpers import SAMPLES, make_video
 from ncodec.codec.errors import UsageError
 from ncodec.video import bench
 

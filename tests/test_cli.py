@@ -6,28 +6,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 
 import pytest
 
 import ncodec
-from conftest import SAMPLES, make_audio_only
-
-NCODEC = [sys.executable, "-m", "ncodec"]
-
-
-def run(*args, cwd=None):
-    return subprocess.run([*NCODEC, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(proc, code, pattern):
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ncodec: error:"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert pattern in lines[0], lines[0]
+from helpers import SAMPLES, make_audio_only
+from helpers import assert_one_line_error, run
 
 
 def test_version_and_help():

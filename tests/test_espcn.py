@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 from ncodec.models import train_espcn as recipe
 from ncodec.models.espcn import RECEPTIVE_RADIUS, ESPCN, bicubic_resize, count_parameters
 from ncodec.models.upscaler import Upscaler, load_espcn
@@ -137,7 +137,7 @@ def test_train_command_writes_weights_and_card(tmp_path):
     import shutil
 
     from ncodec.models.upscaler import load_espcn
-    from test_cli import run
+    from helpers import run
 
     data = tmp_path / "photos"
     data.mkdir()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_video
-from test_cli import assert_one_line_error, run
+from helpers import make_video
+from helpers import assert_one_line_error, run
 from ncodec.codec.container import ContainerReader
 from ncodec.codec.errors import BitstreamError, UsageError
 from ncodec.codec.hnerv import HNERV, decode_segment

@@ -87,8 +87,8 @@ def test_cli_train_mlic_writes_weights_and_card(tmp_path):
     import json
     import shutil
 
-    from conftest import SAMPLES
-    from test_cli import run
+    from helpers import SAMPLES
+    from helpers import run
 
     data = tmp_path / "photos"
     data.mkdir()
@@ -107,7 +107,7 @@ def test_cli_train_mlic_writes_weights_and_card(tmp_path):
     assert card["config"]["M"] == 192 and card["recipe"]["init"].startswith("widened from")
     assert card["recipe"]["zoom"] == 0.5 and "--zoom 0.5" in card["recipe"]["command"]
 
-    from test_cli import assert_one_line_error
+    from helpers import assert_one_line_error
 
     bad = tmp_path / "bad.safetensors"
     assert_one_line_error(run("train", "mlic", "--data", data, "--out", bad, "--zoom", "0.1"), 2, "--zoom")
@@ -174,7 +174,7 @@ def test_untrained_small_model_starts_as_a_block_dct_coder():
     path), so training starts from a working transform coder, not from noise."""
     import cv2
 
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     rgb = cv2.cvtColor(cv2.imread(str(SAMPLES / "astronaut.png")), cv2.COLOR_BGR2RGB)[:256, :256]
     x = image.to_tensor(rgb)
@@ -269,7 +269,7 @@ def photo_rgba(tmp_path_factory):
     import cv2
     import numpy as np
 
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     bgr = cv2.imread(str(SAMPLES / "astronaut.png"))[100:250, 150:350]
     alpha = np.tile(np.linspace(0, 255, 200).astype(np.uint8), (150, 1))
@@ -282,7 +282,7 @@ def test_cli_codes_a_photo_with_its_alpha(tmp_path, photo_rgba):
     import cv2
     import numpy as np
 
-    from test_cli import run
+    from helpers import run
 
     bits, out = tmp_path / "p.bin", tmp_path / "p.png"
     proc = run("encode", photo_rgba, bits, "--quality", "best", "-q")  # images default to mlic
@@ -302,7 +302,7 @@ def test_cli_codes_a_photo_with_its_alpha(tmp_path, photo_rgba):
 def test_cli_keeps_grayscale_and_rates_follow_the_level(tmp_path, photo_rgba):
     import cv2
 
-    from test_cli import run
+    from helpers import run
 
     gray = tmp_path / "gray.png"
     cv2.imwrite(str(gray), cv2.cvtColor(cv2.imread(str(photo_rgba)), cv2.COLOR_BGR2GRAY))
@@ -318,7 +318,7 @@ def test_cli_keeps_grayscale_and_rates_follow_the_level(tmp_path, photo_rgba):
 
 
 def test_cli_rejects_bad_mlic_requests(tmp_path, photo_rgba):
-    from test_cli import assert_one_line_error, run
+    from helpers import assert_one_line_error, run
 
     out = tmp_path / "x.bin"
     assert_one_line_error(run("encode", photo_rgba, out, "--level", "7"), 2, "--level")
@@ -329,7 +329,7 @@ def test_cli_rejects_bad_mlic_requests(tmp_path, photo_rgba):
 def test_stream_from_other_weights_is_refused(tmp_path, photo_rgba):
     from ncodec.codec.container import ContainerReader, ContainerWriter
 
-    from test_cli import run
+    from helpers import run
 
     bits = tmp_path / "p.bin"
     assert run("encode", photo_rgba, bits, "--level", "0", "-q").returncode == 0
@@ -366,7 +366,7 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
     import cv2
     from dataclasses import replace
 
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     from ncodec.models import train_mlic as recipe
 

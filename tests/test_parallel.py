@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_video
-from test_cli import NCODEC, assert_one_line_error, run
+from helpers import make_video
+from helpers import NCODEC, assert_one_line_error, run
 
 HNERV_TINY = ["-c", "hnerv", "--size", "10000", "--epochs", "2", "--segment-frames", "2"]
 STDO_TINY = ["-c", "stdo", "--steps", "3", "--segment-frames", "3", "--chunks", "2"]

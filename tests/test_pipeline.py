@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import pytest
 
-from conftest import SAMPLES, make_video, moving_frames, read_audio
+from helpers import SAMPLES, make_video, moving_frames, read_audio
 from ncodec.codec.container import ContainerReader
 from ncodec.codec.errors import BitstreamError
 from ncodec.video import MediaReader, decode_file, describe, encode_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 from ncodec.models.reflection_classic import suppress_reflection
 from ncodec.video.images import read_image
 
@@ -118,7 +118,7 @@ def test_tiles_join_without_seams():
 
 
 def test_cli_dereflect_classic_and_net(tmp_path):
-    from test_cli import run
+    from helpers import run
 
     from ncodec.video.dereflect import network_available
 
@@ -136,7 +136,7 @@ def test_cli_dereflect_classic_and_net(tmp_path):
 
 @pytest.mark.parametrize("kind", ["not-image", "empty", "16-bit", "too-large"])
 def test_cli_dereflect_bad_inputs(tmp_path, kind):
-    from test_cli import assert_one_line_error, run
+    from helpers import assert_one_line_error, run
 
     src, extra = tmp_path / "in.png", []
     if kind == "not-image":

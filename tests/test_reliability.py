@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import make_video
+from helpers import make_video
 
 from ncodec.codec.container import ContainerReader, ContainerWriter, StreamHeader
 from ncodec.codec.errors import BitstreamError

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_video
+from helpers import make_video
 from ncodec.codec.container import ContainerReader, unpack_chunks
 from ncodec.codec.entropy import decode_symbols
 from ncodec.codec.errors import BitstreamError, UsageError

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, make_audio_only, make_video, moving_frames, read_audio, shared
+from helpers import SAMPLES, make_audio_only, make_video, moving_frames, read_audio, shared
 from ncodec.codec.errors import InputError, UsageError
 from ncodec.video import MediaReader, VideoWriter, probe
 from ncodec.video.metrics import psnr

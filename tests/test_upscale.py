@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, make_video
+from helpers import SAMPLES, make_video
 from ncodec.video import MediaReader
 from ncodec.video.metrics import psnr
-from test_cli import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 
 
 def test_image_x2_close_to_source_detail(tmp_path):

@@ -21,7 +21,7 @@ from ncodec.codec.errors import NcodecError, UsageError
 
 from .images import IMAGE_SUFFIXES
 from .parallel import Runner
-from .pipeline import bitstream_quality, default_codec, encode_file, progress_bar, resolve_options
+from .pipeline import DEFAULT_IMAGE_CODEC, DEFAULT_VIDEO_CODEC, bitstream_quality, default_codec, encode_file, progress_bar
 from .writer import SUPPORTED_SUFFIXES
 
 TASKS = ("encode", "upscale", "dereflect")
@@ -44,8 +44,17 @@ class BatchSettings:
         """Usage errors before any file is touched."""
         if self.task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)}")
-        if self.task == "encode" and self.codec is not None:
-            resolve_options(registry.get(self.codec), self.quality, {})
+        if self.task == "encode":
+            for codec in [self.codec] if self.codec else [DEFAULT_IMAGE_CODEC, DEFAULT_VIDEO_CODEC]:
+                registry.get(codec).settings(self.options_for(codec), self.quality)
+
+    def options_for(self, codec: str) -> dict:
+        """The options that ``codec`` takes: with no --codec, a batch of photos and videos
+        gives each kind's codec its own options (--time-budget steers the videos only)."""
+        if self.codec:
+            return self.options
+        declared = {o.name for o in registry.get(codec).options}
+        return {k: v for k, v in self.options.items() if k in declared}
         if self.task == "upscale":
             from .upscale import _check_scale
 
@@ -111,7 +120,8 @@ def process_one(settings: BatchSettings, pair: tuple[Path, Path]) -> BatchItem:
     try:
         if settings.task == "encode":
             codec = settings.codec or default_codec(src)
-            encode_file(src, dst, codec, quality=settings.quality, options=settings.options, device=settings.device)
+            encode_file(src, dst, codec, quality=settings.quality, options=settings.options_for(codec),
+                        device=settings.device)
             item.psnr = bitstream_quality(dst, src)["psnr"]
         elif settings.task == "upscale":
             from .upscale import upscale_file

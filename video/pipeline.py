@@ -94,17 +94,6 @@ def segmented_codecs() -> list[str]:
     return [n for n in registry.names() if isinstance(registry.get(n), registry.SegmentedCodec)]
 
 
-def resolve_options(codec: registry.Codec, quality: str | None, options: dict) -> dict:
-    """--quality preset first, explicit options (--crf, ...) on top."""
-    resolved = {}
-    if quality is not None:
-        if quality not in codec.quality_levels:
-            raise UsageError(f"--quality for {codec.name} must be one of: {', '.join(codec.quality_levels)}")
-        resolved.update(codec.quality_levels[quality])
-    resolved.update({k: v for k, v in options.items() if v is not None})
-    return resolved
-
-
 DEFAULT_VIDEO_CODEC = "stdo"  # the better neural video codec on the README's budget (docs/BENCHMARKS.md)
 DEFAULT_IMAGE_CODEC = "mlic"
 
@@ -135,7 +124,9 @@ def encode_file(
     STDO over worker processes or a Ray cluster; the bytes equal a single-process encode
     with the runner's threads per task."""
     the_codec = registry.get(codec)
-    runtime = {"device": device, "progress": progress}
+    options = options or {}
+    # every option is checked before any file is opened
+    runtime = {"device": device, "progress": progress, "settings": the_codec.encoder_settings(options, quality)}
     if runner is not None:
         if not isinstance(the_codec, registry.SegmentedCodec):
             raise UsageError(f"--workers and --ray spread the segments of {', '.join(segmented_codecs())}; "
@@ -145,7 +136,7 @@ def encode_file(
     with MediaReader(src) as reader, tempfile.TemporaryDirectory(prefix="ncodec-") as scratch:
         check_output_path(dst, src)
         info = reader.info
-        params = the_codec.params(info.width, info.height, info.fps, resolve_options(the_codec, quality, options or {}))
+        params = the_codec.params(info.width, info.height, info.fps, the_codec.settings(options, quality))
         header = StreamHeader(
             codec=the_codec.tag, width=info.width, height=info.height, fps=info.fps,
             frame_count=info.frame_count, colour=info.colour, has_audio=bool(info.audio), params=params,

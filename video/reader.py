@@ -21,7 +21,7 @@ import numpy as np
 from ncodec.codec.container import Colour
 from ncodec.codec.errors import InputError
 
-from .colour import effective_matrix, frame_colour, frame_to_rgb
+from ncodec.codec.colour import effective_matrix, frame_colour, frame_to_rgb
 
 AudioSink = Callable[[av.Packet], None]
 _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "jpegls_pipe"}

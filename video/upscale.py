@@ -26,7 +26,7 @@ from ncodec.codec.container import Colour
 from ncodec.codec.errors import InputError, UsageError
 from ncodec.models.espcn import SCALES
 
-from .colour import FULL, LIMITED, effective_matrix
+from ncodec.codec.colour import FULL, LIMITED, effective_matrix
 from .images import IMAGE_SUFFIXES, check_alpha, check_image_size, read_image, write_image
 from .pipeline import progress_bar
 from .reader import MediaReader

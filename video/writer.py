@@ -8,8 +8,6 @@ resized.
 
 from __future__ import annotations
 
-import functools
-
 import logging
 import os
 from fractions import Fraction
@@ -20,21 +18,15 @@ import cv2
 import numpy as np
 
 from ncodec.codec.atomic import AtomicPath
+from ncodec.codec.classical import ENCODERS, encoder_options
 from ncodec.codec.container import Colour
 from ncodec.codec.errors import UsageError
 
 from .audio import AudioCopier
-from .colour import output_colour, rgb_to_frame
+from ncodec.codec.colour import output_colour, rgb_to_frame
 
 log = logging.getLogger("ncodec")
 
-# codec name the user gives -> (FFmpeg encoder, default crf, default preset)
-ENCODERS = {
-    "h264": ("libx264", 18, "medium"),
-    "h265": ("libx265", 20, "medium"),
-    "av1": ("libsvtav1", 30, "8"),
-    "ffv1": ("ffv1", None, None),
-}
 _CONTAINERS = {  # extension -> (PyAV format, default codec, allowed codecs)
     ".mp4": ("mp4", "h264", ("h264", "h265", "av1")),
     ".m4v": ("mp4", "h264", ("h264", "h265", "av1")),
@@ -45,38 +37,6 @@ _CONTAINERS = {  # extension -> (PyAV format, default codec, allowed codecs)
 }
 IMAGE_SUFFIXES = (".png",)
 SUPPORTED_SUFFIXES = tuple(_CONTAINERS) + IMAGE_SUFFIXES
-
-
-# x264's AVX-512 code paths make its MB-tree rate control non-deterministic (measured: the
-# same 25 frames encoded 4 times gave 2-4 different streams with the default flags, one
-# with these, 15 times out of 15); on a CPU with AVX-512 x264 is held to the AVX2 level,
-# which every AVX-512 CPU has, so the same input always gives the same bytes.
-X264_AVX2_ASM = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,AVX,AVX2,FMA3,LZCNT,BMI1,BMI2"
-
-
-@functools.cache
-def _cpu_has_avx512() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " avx512f" in line for line in f)
-    except OSError:  # not Linux: x264 keeps its own detection
-        return False
-
-
-def encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
-    """FFmpeg private options for the classical encoders (quiet, deterministic logs and bytes)."""
-    _, default_crf, default_preset = ENCODERS[codec]
-    opts = {}
-    if default_crf is not None:
-        opts["crf"] = str(default_crf if crf is None else crf)
-        opts["preset"] = str(default_preset if preset is None else preset)
-    if codec == "h264" and _cpu_has_avx512():
-        opts["x264-params"] = f"asm={X264_AVX2_ASM}"
-    if codec == "h265":
-        opts["x265-params"] = "log-level=error"
-    if codec == "av1":
-        opts["svtav1-params"] = "enable-stat-report=0"
-    return opts
 
 
 def pix_fmt_for(codec: str, width: int, height: int) -> str:

@@ -43,7 +43,7 @@ def _clip(path: Path, width: int, height: int, frames: int = 4) -> Path:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import make_video
+    from helpers import make_video
 
     return make_video(path, width, height, frames=frames, audio="aac")
 

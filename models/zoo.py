@@ -1,0 +1,150 @@
+"""The zoo: the one place that knows the shipped weight files, how they are stored, their
+model cards and their fingerprints.
+
+Weights are safetensors in ``models/weights/``, named ``NAME.safetensors`` with the model
+card ``NAME.json`` beside them (training data, the exact command, steps, measured
+scores). Storage is fp16, or int8 with one scale per output channel for the tensors a
+model says can take it (half the download where most weights are large kernels).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_DIR = Path(str(resources.files("ncodec.models") / "weights"))
+INT8_SCALES = "@scale"  # key suffix of an int8 tensor's per-channel scales ('@' is in no parameter name)
+
+
+def weights_path(name: str) -> Path:
+    """The shipped weights called ``name`` (e.g. "espcn_x3", "mlic", "rrformer")."""
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def card_path(weights: Path) -> Path:
+    """Where the model card of ``weights`` lives: beside them, with .json."""
+    return Path(weights).with_suffix(".json")
+
+
+def read_card(name: str) -> dict:
+    """The model card of the shipped weights ``name``; {} if it is missing or unreadable."""
+    try:
+        card = json.loads(card_path(weights_path(name)).read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def fingerprint(name: str) -> str:
+    """The identity of the shipped weights ``name`` that bitstreams record: the first 16
+    hex digits of the file's SHA-256."""
+    return hashlib.sha256(weights_path(name).read_bytes()).hexdigest()[:16]
+
+
+def quantize_rows(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric quantisation with one scale per output channel (a row of the flattened
+    tensor; a vector is one row): integer symbols (int64, shaped like ``t``) and float32
+    scales. Zero stays exactly zero."""
+    w = t.detach().double().reshape(t.shape[0] if t.ndim > 1 else 1, -1)
+    levels = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(dim=1) / levels
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).float()
+    q = torch.round(w / scale.double()[:, None]).clamp_(-levels, levels)
+    return q.long().reshape(t.shape), scale
+
+
+def dequantize_rows(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """float32 values of :func:`quantize_rows`' symbols; ValueError if the scales do not
+    match the rows."""
+    rows = q.shape[0] if q.ndim > 1 else 1
+    if scale.shape != (rows,):
+        raise ValueError(f"{tuple(scale.shape)} scales for {rows} rows")
+    return (q.reshape(rows, -1).float() * scale.float()[:, None]).reshape(q.shape)
+
+
+def storage_tensors(state: dict, int8: Callable[[str, torch.Tensor], bool] = lambda name, t: False) -> dict:
+    """The tensors to write for shipped weights: fp16, except those ``int8(name, tensor)``
+    picks, stored as int8 symbols plus float32 scales under ``name + INT8_SCALES``."""
+    tensors = {}
+    for name, t in state.items():
+        if int8(name, t):
+            q, scale = quantize_rows(t, 8)
+            tensors[name], tensors[name + INT8_SCALES] = q.to(torch.int8).contiguous(), scale
+        else:
+            tensors[name] = t.detach().half().contiguous()
+    return tensors
+
+
+def read_weights(path) -> dict[str, torch.Tensor]:
+    """The float32 state dict of shipped weights (fp16 and int8 tensors, see
+    :func:`storage_tensors`); OSError, ValueError or SafetensorError if the file is not
+    such weights."""
+    stored = load_file(str(path))
+    state = {}
+    for name, t in stored.items():
+        if name.endswith(INT8_SCALES):
+            continue
+        if name + INT8_SCALES in stored:
+            state[name] = dequantize_rows(t, stored[name + INT8_SCALES])
+        else:
+            state[name] = t.float()
+    return state
+
+
+def load_model(path, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
+    """An eval-mode float32 model from shipped safetensors weights whose metadata holds
+    its config as JSON; ``build(config)`` makes the empty model. ValueError if the file is
+    missing or not such weights."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            model = build(json.loads(f.metadata()["config"]))
+        model.load_state_dict(read_weights(path))
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as e:
+        raise ValueError(f"{path}: not weights of this model ({e})") from None
+    return model.eval()
+
+
+def continued(card: dict, init: str | None) -> dict:
+    """``card`` with the runs it continues (the card beside ``--init``, if any) listed
+    under previous_runs, each with its validation history (the learning curve across
+    sessions), and the steps and wall time summed over all of them."""
+    try:
+        before = json.loads(card_path(Path(init)).read_text()) if init else None
+    except (OSError, ValueError):
+        before = None
+    if not isinstance(before, dict):
+        return card
+    runs = before.get("previous_runs", []) + [
+        {k: v for k, v in before.items() if k not in ("previous_runs", "steps_total", "wall_seconds_total")}
+    ]
+    return card | {
+        "previous_runs": runs,
+        "steps_total": card["steps"] + sum(r.get("steps", 0) for r in runs),
+        "wall_seconds_total": round(card["wall_seconds"] + sum(r.get("wall_seconds", 0) for r in runs), 1),
+    }
+
+
+def write_model(out_path: Path, tensors: dict, card: dict, metadata: dict, *, command: str, init: str | None) -> dict:
+    """Weights (safetensors) and their model card (JSON beside them), each written to a
+    temporary file and renamed. The card records ``command``, the exact command that made
+    the weights, the date and the machine, and continues the card of ``init``'s weights.
+    Returns the card written."""
+    card = dict(card)
+    card["recipe"] = {"command": command} | card.get("recipe", {})
+    card |= {"date": datetime.date.today().isoformat(), "machine": f"{torch.get_num_threads()} torch threads, CPU"}
+    card = continued(card, init)
+    out_path = Path(out_path)
+    for path, write in ((out_path, lambda p: save_file(tensors, str(p), metadata=metadata)),
+                        (card_path(out_path), lambda p: p.write_text(json.dumps(card, indent=2)))):
+        tmp = path.with_name(path.name + ".tmp")
+        write(tmp)
+        tmp.replace(path)
+    return card

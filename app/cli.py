@@ -219,14 +219,31 @@ def _factors(text: str | None) -> tuple[float, ...] | None:
 
 
 def _cmd_train(args) -> int:
-    from ncodec.video.training import train_espcn, train_mlic
+    """The drivers report a bad request or data folder as TrainingError; here it becomes
+    the one-line error of the command (usage: exit 2, data: exit 1)."""
+    import shlex
+
+    from ncodec.codec.atomic import check_output_path
+    from ncodec.codec.errors import InputError
+    from ncodec.models.train.drivers import TrainingError, TrainingUsageError
+
+    check_output_path(args.out)
+    command = shlex.join(["ncodec", *args.argv])  # recorded in the model card, exactly as typed
+    try:
+        return _train(args, command)
+    except TrainingUsageError as e:
+        raise UsageError(str(e)) from None
+    except TrainingError as e:
+        raise InputError(str(e)) from None
+
+
+def _train(args, command: str) -> int:
+    from ncodec.models.train.drivers import train_dereflect, train_espcn, train_mlic
 
     if args.model == "dereflect":
-        from ncodec.video.training import train_dereflect
-
         card = train_dereflect(args.data, args.out, minutes=args.minutes, crop=args.crop or 160, batch=args.batch or 8,
                                seed=args.seed, threads=args.threads, checkpoint=args.checkpoint, resume=args.resume,
-                               init=args.init, lr=args.lr, progress=not args.quiet)  # fmt: skip
+                               init=args.init, lr=args.lr, progress=not args.quiet, command=command)  # fmt: skip
         if not args.quiet:
             val = card["history"][-1]["val_psnr"] if card["history"] else {}
             print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR "
@@ -236,7 +253,7 @@ def _cmd_train(args) -> int:
         card = train_mlic(
             args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128, zoom=args.zoom,
             batch=args.batch or 8, seed=args.seed, threads=args.threads, checkpoint=args.checkpoint,
-            resume=args.resume, init=args.init, lr=args.lr, progress=not args.quiet,
+            resume=args.resume, init=args.init, lr=args.lr, progress=not args.quiet, command=command,
         )  # fmt: skip
         if not args.quiet:
             last = card["history"][-1]["val"] if card["history"] else {}
@@ -248,7 +265,7 @@ def _cmd_train(args) -> int:
     card = train_espcn(
         args.data, args.out, args.scale, minutes=args.minutes, seed=args.seed, threads=args.threads,
         checkpoint=args.checkpoint, resume=args.resume, init=args.init, patch=args.patch, batch=args.batch,
-        lr=args.lr, downscales=_factors(args.downscales), progress=not args.quiet,
+        lr=args.lr, downscales=_factors(args.downscales), progress=not args.quiet, command=command,
     )  # fmt: skip
     if not args.quiet:
         val = card["val_psnr_y"]
@@ -469,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, _on_sigterm)
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = list(argv)
         _refuse_overwrite(args)
         return args.func(args)
     except UsageError as e:

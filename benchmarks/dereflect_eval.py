@@ -25,21 +25,22 @@ import cv2
 import numpy as np
 import torch
 
-from ncodec.models.reflection_classic import suppress_reflection
-from ncodec.models.train_rrformer import synthesize
+from ncodec.models.nets.reflection_classic import suppress_reflection
+from ncodec.models.train.rrformer import synthesize
 from ncodec.video import metrics
 from ncodec.video.bench import save_results
-from ncodec.video.dereflect import dereflect_network, network_available
+from ncodec.models.dereflector import dereflect_network
+from ncodec.video.dereflect import network_available
 from ncodec.video.images import read_image
-from ncodec.video.training import split_photos
+from ncodec.models.train.drivers import split_photos
 
 
 def methods() -> dict:
     out = {"input": lambda rgb: rgb, "classic": suppress_reflection}
     if network_available():
-        from ncodec.models.rrformer import load_weights
+        from ncodec.models.zoo import load_rrformer
 
-        model = load_weights()
+        model = load_rrformer()
         out["net"] = lambda rgb: dereflect_network(rgb, model)
     return out
 
@@ -129,9 +130,9 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     save_results(args.out, result, table)
     if args.update_card and "net" in fns:
-        from ncodec.models.rrformer import shipped_weights
+        from ncodec.models.zoo import weights_path
 
-        card_path = shipped_weights().with_suffix(".json")
+        card_path = weights_path("rrformer").with_suffix(".json")
         card = json.loads(card_path.read_text())
         card["scores"] = {"date": result["date"], "ceilnet_synthetic": result["ceilnet"],
                           "ceilnet_images": result["ceilnet_images"], "uhd_blends": result["uhd_blends"]}  # fmt: skip

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ncodec.models.hnerv import HNeRV, fit, make_config, pad_frames
-from ncodec.models.precision import bf16_useful
+from ncodec.models.nets.hnerv import HNeRV, make_config, pad_frames
+from ncodec.models.train.hnerv import fit
+from ncodec.models.nets.precision import bf16_useful
 from ncodec.video import MediaReader
 from ncodec.video.bench import save_results
 

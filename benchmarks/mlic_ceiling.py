@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncodec.models.mlicv2 import BlockDCT, load_weights, shipped_weights
+from ncodec.models.nets.mlicv2 import BlockDCT
+from ncodec.models.zoo import load_mlic, weights_path
 from ncodec.video.images import read_image
 
 
@@ -33,7 +34,7 @@ def unquantized(model, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def ceiling_row(weights: Path, pictures: list[torch.Tensor]) -> dict:
-    model = load_weights(weights)
+    model = load_mlic(weights)
     scores = {"ceiling": [], **{f"level {lv}": [] for lv in range(model.cfg.levels)}}
     for x in pictures:
         scores["ceiling"].append(psnr(unquantized(model, x), x))
@@ -44,7 +45,7 @@ def ceiling_row(weights: Path, pictures: list[torch.Tensor]) -> dict:
 
 @torch.no_grad()
 def per_picture(weights: Path, names: list[str], pictures: list[torch.Tensor]) -> None:
-    model = load_weights(weights)
+    model = load_mlic(weights)
     top = float(model.cfg.levels - 1)
     dcts = [BlockDCT(m) for m in (256, 320)]
     print("| picture | level 3 | ceiling (unquantized) | block-DCT, 256 coefficients | 320 coefficients |")
@@ -58,7 +59,7 @@ def per_picture(weights: Path, names: list[str], pictures: list[torch.Tensor]) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", default="../shared/data/eval/sr/Set14")
-    ap.add_argument("--weights", nargs="*", default=[str(shipped_weights())])
+    ap.add_argument("--weights", nargs="*", default=[str(weights_path("mlic"))])
     ap.add_argument("--per-picture", action="store_true", help="the first weights' ceiling picture by picture")
     args = ap.parse_args()
     pictures, names = [], []

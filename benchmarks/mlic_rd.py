@@ -26,10 +26,12 @@ import cv2
 import numpy as np
 
 from ncodec.codec.image import compress, pad_to_multiple, shipped_model, to_tensor, to_uint8
-from ncodec.models.mlicv2 import count_parameters, refine_latents, shipped_weights
+from ncodec.models.nets import count_parameters
+from ncodec.models.nets.mlicv2 import refine_latents
+from ncodec.models.zoo import weights_path
 from ncodec.video import bench, metrics
 from ncodec.video.images import read_image
-from ncodec.video.training import split_photos
+from ncodec.models.train.drivers import split_photos
 
 PEERS = ["jpeg", "webp", "x265", "av1"]
 
@@ -190,8 +192,8 @@ def main() -> None:
                       "(PSNR; negative = mlic needs fewer bits):", "", "| peer | BD-rate of mlic |", "|---|---:|"]  # fmt: skip
             lines += [f"| {p} | {'–' if v is None else format(v, '+.1f') + '%'} |" for p, v in bd.items()] + [""]
         refine = refinement(data / "eval/sr/Set14", 1.0, args.refine_steps, args.refine_images)
-    size = shipped_weights().stat().st_size
-    card = json.loads(shipped_weights().with_suffix(".json").read_text())
+    size = weights_path("mlic").stat().st_size
+    card = json.loads(weights_path("mlic").with_suffix(".json").read_text())
     lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB "
               f"({card['weights']}).", ""]  # fmt: skip
     refine_lines = refinement_table(refine, args.refine_steps, args.refine_images)
@@ -208,7 +210,7 @@ def main() -> None:
                          + " | ".join(f"{h['val'][str(lv)]['bpp']:.3f} / {h['val'][str(lv)]['psnr']:.2f}" for lv in range(4)) + " |")
         minutes, steps = minutes + run["wall_seconds"] / 60, steps + run["steps"]
     if args.update_card:
-        shipped_weights().with_suffix(".json").write_text(json.dumps(card | {"scores": scores}, indent=2))
+        weights_path("mlic").with_suffix(".json").write_text(json.dumps(card | {"scores": scores}, indent=2))
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "refine.json").write_text(json.dumps(refine, indent=2))
     (out / "refine.md").write_text("\n".join(refine_lines) + "\n")

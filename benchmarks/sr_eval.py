@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncodec.models.espcn import FastESPCN, bicubic_resize
-from ncodec.models.train_espcn import make_pair, psnr_y
-from ncodec.models.upscaler import compiled, load_espcn, weights_path
+from ncodec.models.nets.espcn import FastESPCN, bicubic_resize
+from ncodec.models.train.espcn import make_pair, psnr_y
+from ncodec.models.upscaler import compiled
+from ncodec.models.zoo import card_path, espcn_name, load_espcn, weights_path
 from ncodec.video.bench import save_results
 from ncodec.video.images import image_files, read_image
 
@@ -85,10 +86,10 @@ def main() -> None:
     print(table)
     if args.update_cards:
         for scale, per_set in results.items():
-            card_path = weights_path(scale).with_suffix(".json")
-            card = json.loads(card_path.read_text())
+            path = card_path(weights_path(espcn_name(scale)))
+            card = json.loads(path.read_text())
             card["scores_psnr_y"] = per_set
-            card_path.write_text(json.dumps(card, indent=2))
+            path.write_text(json.dumps(card, indent=2))
 
 
 if __name__ == "__main__":

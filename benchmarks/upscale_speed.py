@@ -33,8 +33,9 @@ import cv2
 import numpy as np
 import torch
 
-from ncodec.models.espcn import FastESPCN
-from ncodec.models.upscaler import Upscaler, compiled, load_espcn
+from ncodec.models.nets.espcn import FastESPCN
+from ncodec.models.upscaler import Upscaler, compiled
+from ncodec.models.zoo import load_espcn
 from ncodec.video import MediaReader, VideoWriter
 from ncodec.video.bench import save_results
 from ncodec.video.upscale import upscale_file

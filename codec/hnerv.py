@@ -82,7 +82,7 @@ def decode_segment(payload: bytes, cfg, height: int, width: int, only: int | Non
     ``only``, just that frame of the segment (its embedding alone goes through the decoder)."""
     import torch
 
-    from ncodec.models.hnerv import Decoder
+    from ncodec.models.nets.hnerv import Decoder
 
     chunks = unpack_chunks(payload)
     n, lo, step, _ = _segment_meta(chunks)
@@ -147,7 +147,7 @@ class HNeRVCodec(SegmentedCodec):
     )
 
     def params(self, width: int, height: int, fps, options: dict) -> dict:
-        from ncodec.models.hnerv import make_config
+        from ncodec.models.nets.hnerv import make_config
 
         s = self.settings(options)
         cfg = make_config(height, width, s["size"])
@@ -157,7 +157,7 @@ class HNeRVCodec(SegmentedCodec):
         }
 
     def _config(self, header: StreamHeader):
-        from ncodec.models.hnerv import HNeRVConfig
+        from ncodec.models.nets.hnerv import HNeRVConfig
 
         try:
             cfg = HNeRVConfig.from_json(header.params["config"])
@@ -174,7 +174,7 @@ class HNeRVCodec(SegmentedCodec):
             raise BitstreamError("HNeRV architecture exceeds the limits")
         # what decoding would allocate, checked before it does: the weights, and the largest
         # activation (a block's conv output, before its pixel shuffle) of one frame
-        from ncodec.models.hnerv import decoder_parameters
+        from ncodec.models.nets.hnerv import decoder_parameters
 
         if decoder_parameters(cfg.strides, cfg.widths, cfg.kernels, cfg.embed_channels) > MAX_DECODER_PARAMETERS:
             raise BitstreamError("HNeRV decoder is larger than the format allows")
@@ -191,7 +191,8 @@ class HNeRVCodec(SegmentedCodec):
         import torch
         from tqdm import tqdm
 
-        from ncodec.models.hnerv import HNeRV, fit, pad_frames
+        from ncodec.models.nets.hnerv import HNeRV, pad_frames
+        from ncodec.models.train.hnerv import fit
 
         p, cfg = header.params, self._config(header)
         run = runtime.get("settings") or self.encoder_settings({})

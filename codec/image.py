@@ -18,7 +18,6 @@ instead of returning a wrong picture.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import zlib
@@ -66,7 +65,7 @@ def compress(model, x, level: float, y=None) -> tuple[CodedImage, "object"]:
     import torch
     from compressai.ans import BufferedRansEncoder
 
-    from ncodec.models.mlicv2 import checkerboard
+    from ncodec.models.nets.mlicv2 import checkerboard
 
     with torch.inference_mode():
         y = model.analysis_tiled(x) * model.gain(model.y_gain, level) if y is None else y
@@ -105,7 +104,7 @@ def decompress(model, coded: CodedImage, level: float):
     import torch
     from compressai.ans import RansDecoder
 
-    from ncodec.models.mlicv2 import checkerboard
+    from ncodec.models.nets.mlicv2 import checkerboard
 
     zh, zw = coded.z_size
     yh, yw = zh * 4, zw * 4
@@ -158,9 +157,9 @@ MAX_REFINE_STEPS = 10_000
 
 
 def weights_fingerprint() -> str:
-    from ncodec.models.mlicv2 import shipped_weights
+    from ncodec.models.zoo import fingerprint
 
-    return hashlib.sha256(shipped_weights().read_bytes()).hexdigest()[:16]
+    return fingerprint("mlic")
 
 
 _MODELS: dict = {}
@@ -172,10 +171,10 @@ def shipped_model(dtype: str = "float64"):
     if dtype not in _MODELS:
         import torch
 
-        from ncodec.models.mlicv2 import load_weights
+        from ncodec.models.zoo import load_mlic
 
         try:
-            model = load_weights()
+            model = load_mlic()
         except ValueError as e:
             raise UsageError(f"the MLIC weights are missing or damaged; reinstall ncodec ({e})") from None
         model = model.to(getattr(torch, dtype))
@@ -236,7 +235,7 @@ class MLICCodec(Codec):
             x = pad_to_multiple(to_tensor(rgb), model.PAD)
             y = None
             if steps:
-                from ncodec.models.mlicv2 import refine_latents
+                from ncodec.models.nets.mlicv2 import refine_latents
 
                 y = refine_latents(shipped_model("float32"), x, level, steps).double()
             coded, _ = compress(model, x.double(), level, y)

@@ -28,7 +28,6 @@ its margin of real context, so no seams come from padding; chroma is bicubic.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -54,9 +53,9 @@ DECODE_BATCH = 4
 
 def generic_fingerprint(scale: int) -> str:
     """Identity of the shipped ESPCN weights that deltas are taken against."""
-    from ncodec.models.upscaler import weights_path
+    from ncodec.models.zoo import espcn_name, fingerprint
 
-    return hashlib.sha256(weights_path(scale).read_bytes()).hexdigest()[:16]
+    return fingerprint(espcn_name(scale))
 
 
 def _luma(rgb: np.ndarray):
@@ -72,7 +71,7 @@ def downscale(rgb: list[np.ndarray], scale: int) -> tuple[np.ndarray, list[np.nd
     bicubic (the kernel ESPCN is trained for), rounded to uint8."""
     import torch
 
-    from ncodec.models.espcn import bicubic_resize
+    from ncodec.models.nets.espcn import bicubic_resize
 
     h, w = rgb[0].shape[:2]
     lh, lw = math.ceil(h / scale), math.ceil(w / scale)
@@ -169,7 +168,7 @@ class STDOCodec(SegmentedCodec):
 
     @staticmethod
     def _grid(lr_header: StreamHeader, patch: int) -> tuple[int, int]:
-        from ncodec.models.stdo import patch_grid
+        from ncodec.models.nets.stdo import patch_grid
 
         return patch_grid(lr_header.height, lr_header.width, patch)
 
@@ -179,8 +178,9 @@ class STDOCodec(SegmentedCodec):
         import torch
         from tqdm import tqdm
 
-        from ncodec.models import stdo
-        from ncodec.models.upscaler import load_espcn
+        from ncodec.models.nets import stdo
+        from ncodec.models.train.stdo import overfit
+        from ncodec.models.zoo import load_espcn
 
         p, inner, lr_header = self._layout(header)
         if p.get("generic") != generic_fingerprint(p["scale"]):
@@ -212,7 +212,7 @@ class STDOCodec(SegmentedCodec):
         for c, idx in enumerate(bar):
             model = generic
             if budget or run["steps"]:  # the time budget when given, else the step count
-                model, _ = stdo.overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
+                model, _ = overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
                                         max_steps=run["steps"], seed=run["seed"] + c, layers=run["train_layers"],
                                         device=runtime.get("device", "cpu"))  # fmt: skip
             is_delta, payload = code_weights(model.state_dict(), generic.state_dict())
@@ -234,9 +234,10 @@ class STDOCodec(SegmentedCodec):
                        lr_header: StreamHeader) -> Iterator[np.ndarray]:  # fmt: skip
         import torch
 
-        from ncodec.models import stdo
-        from ncodec.models.espcn import ESPCN, FastESPCN, to_uint8
-        from ncodec.models.upscaler import auto_precision, load_espcn, upscale_rgb
+        from ncodec.models.nets import stdo
+        from ncodec.models.nets.espcn import ESPCN, FastESPCN, to_uint8
+        from ncodec.models.upscaler import auto_precision, upscale_rgb
+        from ncodec.models.zoo import load_espcn
 
         chunks = unpack_chunks(payload)
         try:

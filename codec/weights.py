@@ -26,7 +26,7 @@ def quantize(t, bits: int, step: float | None = None) -> tuple[np.ndarray, np.nd
     own range (for weight deltas, whose precision must not depend on their size)."""
     import torch
 
-    from ncodec.models.checkpoint import quantize_rows
+    from ncodec.models.zoo import quantize_rows
 
     if step is None:
         q, scale = quantize_rows(t, bits)
@@ -42,7 +42,7 @@ def quantize(t, bits: int, step: float | None = None) -> tuple[np.ndarray, np.nd
 def dequantize(q: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]):
     import torch
 
-    from ncodec.models.checkpoint import dequantize_rows
+    from ncodec.models.zoo import dequantize_rows
 
     return dequantize_rows(torch.from_numpy(q.astype(np.int64).reshape(shape)), torch.from_numpy(scale))
 

@@ -12,28 +12,22 @@ equals the untiled one (no seams) while memory stays bounded by the tile size.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-import json
 import warnings
 
 import cv2
 import numpy as np
 import torch
 
-from .checkpoint import read_weights
-from .espcn import ESPCN, SCALES, FastESPCN
-from .precision import native_bf16
+from .nets.espcn import ESPCN, SCALES, FastESPCN
+from .nets.precision import native_bf16
+from .tiling import run_tiled
+from .zoo import espcn_name, load_espcn, read_card
 
-WEIGHTS = resources.files("ncodec.models") / "weights"
 RECOMPILE_LIMIT = 64  # compiled sizes x networks before torch falls back to eager
 TILE_MARGIN = 8  # LR pixels; the network sees 4 on each side and the bicubic chroma 2
-
-
-def weights_path(scale: int) -> Path:
-    return Path(str(WEIGHTS / f"espcn_x{scale}.safetensors"))
 
 
 BF16_MAX_COST_DB = 0.05  # the most Set5 PSNR-Y that "auto" may trade for bf16 speed
@@ -44,9 +38,8 @@ def auto_precision(scale: int, device: str = "cpu") -> str:
     BF16_MAX_COST_DB on Set5 (measured by benchmarks/sr_eval.py); fp32 otherwise."""
     if device != "cpu" or not native_bf16():
         return "fp32"
-    card = weights_path(scale).with_suffix(".json")
     try:
-        set5 = json.loads(card.read_text())["scores_psnr_y"]["Set5"]
+        set5 = read_card(espcn_name(scale))["scores_psnr_y"]["Set5"]
         cost = set5["espcn_fp32"] - min(set5["espcn_bf16"], set5.get("espcn_bf16_compiled", set5["espcn_bf16"]))
     except (OSError, KeyError, ValueError, TypeError):
         return "fp32"
@@ -93,21 +86,6 @@ def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tens
             return graph(x)
 
     return run
-
-
-def load_espcn(scale: int, path: str | Path | None = None) -> ESPCN:
-    """The shipped ESPCN for ``scale`` (fp16 on disk, fp32 in memory)."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale}")
-    path = Path(path) if path else weights_path(scale)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ESPCN x{scale} weights not found at {path}; reinstall ncodec or train them with "
-            f"`ncodec train espcn --scale {scale}`"
-        )
-    model = ESPCN(scale)
-    model.load_state_dict(read_weights(path))
-    return model.eval()
 
 
 class Upscaler:
@@ -204,14 +182,5 @@ class Upscaler:
 
     def _upscale_tiled(self, picture: np.ndarray, whole: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``whole`` (H x W[ x C] -> rH x rW[ x C]) over tiles of ``tile`` px plus TILE_MARGIN
-        on each side; only the centres are kept, so the result equals the untiled one."""
-        h, w = picture.shape[:2]
-        r, t, m = self.scale, self.tile, TILE_MARGIN
-        out = np.empty((h * r, w * r) + picture.shape[2:], np.uint8)
-        for y0 in range(0, h, t):
-            for x0 in range(0, w, t):
-                y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                ya, xa, yb, xb = max(y0 - m, 0), max(x0 - m, 0), min(y1 + m, h), min(x1 + m, w)
-                big = whole(np.ascontiguousarray(picture[ya:yb, xa:xb]))
-                out[y0 * r : y1 * r, x0 * r : x1 * r] = big[(y0 - ya) * r : (y1 - ya) * r, (x0 - xa) * r : (x1 - xa) * r]
-        return out
+        of context on each side (models/tiling.py); the result equals the untiled one."""
+        return run_tiled(picture, lambda pixels, _: whole(pixels), self.tile, scale=self.scale, margin=TILE_MARGIN)

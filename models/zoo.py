@@ -112,6 +112,46 @@ def load_model(path, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Modul
     return model.eval()
 
 
+def espcn_name(scale: int) -> str:
+    return f"espcn_x{scale}"
+
+
+def load_espcn(scale: int, path: str | Path | None = None):
+    """The shipped ESPCN for ``scale`` (fp16 on disk, fp32 in memory), eval mode."""
+    from .nets.espcn import ESPCN, SCALES
+
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale}")
+    path = Path(path) if path else weights_path(espcn_name(scale))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ESPCN x{scale} weights not found at {path}; reinstall ncodec or train them with "
+            f"`ncodec train espcn --scale {scale}`"
+        )
+    model = ESPCN(scale)
+    model.load_state_dict(read_weights(path))
+    return model.eval()
+
+
+def load_mlic(path=None):
+    """An eval-mode MLICv2 from safetensors weights whose metadata holds its config (as
+    written by ``ncodec train mlic``; the shipped ones by default); ValueError if the
+    file is not such weights."""
+    from .nets.mlicv2 import MLICConfig, MLICv2
+
+    return load_model(path or weights_path("mlic"), lambda cfg: MLICv2(MLICConfig(**cfg)))
+
+
+def load_rrformer(path=None):
+    """An eval-mode RRFormer from safetensors weights whose metadata holds its config."""
+    from .nets.rrformer import RRConfig, RRFormer
+
+    def build(cfg: dict):
+        return RRFormer(RRConfig(**(cfg | {"bins": tuple(cfg.get("bins", RRConfig.bins))})))
+
+    return load_model(path or weights_path("rrformer"), build)
+
+
 def continued(card: dict, init: str | None) -> dict:
     """``card`` with the runs it continues (the card beside ``--init``, if any) listed
     under previous_runs, each with its validation history (the learning curve across

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from helpers import SAMPLES
-from ncodec.models import train_espcn as recipe
-from ncodec.models.espcn import RECEPTIVE_RADIUS, ESPCN, bicubic_resize, count_parameters
-from ncodec.models.upscaler import Upscaler, load_espcn
+from ncodec.models.train import espcn as recipe
+from ncodec.models.nets import count_parameters
+from ncodec.models.nets.espcn import RECEPTIVE_RADIUS, ESPCN, bicubic_resize
+from ncodec.models.upscaler import Upscaler
+from ncodec.models.zoo import load_espcn
 from ncodec.video.images import read_image
 
 
@@ -136,7 +138,7 @@ def test_train_command_writes_weights_and_card(tmp_path):
     import json
     import shutil
 
-    from ncodec.models.upscaler import load_espcn
+    from ncodec.models.zoo import load_espcn
     from helpers import run
 
     data = tmp_path / "photos"
@@ -168,10 +170,11 @@ def test_train_command_writes_weights_and_card(tmp_path):
 def test_auto_precision_follows_the_model_card(scale):
     import json
 
-    from ncodec.models.precision import native_bf16
-    from ncodec.models.upscaler import BF16_MAX_COST_DB, auto_precision, weights_path
+    from ncodec.models.nets.precision import native_bf16
+    from ncodec.models.upscaler import BF16_MAX_COST_DB, auto_precision
+    from ncodec.models.zoo import espcn_name, read_card
 
-    set5 = json.loads(weights_path(scale).with_suffix(".json").read_text())["scores_psnr_y"]["Set5"]
+    set5 = read_card(espcn_name(scale))["scores_psnr_y"]["Set5"]
     worst = min(set5["espcn_bf16"], set5.get("espcn_bf16_compiled", set5["espcn_bf16"]))
     cheap = set5["espcn_fp32"] - worst <= BF16_MAX_COST_DB
     assert auto_precision(scale) == ("bf16" if cheap and native_bf16() else "fp32")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ncodec.models.hnerv import HNeRV, HNeRVConfig, decoder_parameters, make_config, pad_frames, plan_strides
+from ncodec.models.nets.hnerv import HNeRV, HNeRVConfig, decoder_parameters, make_config, pad_frames, plan_strides
 
 
 @pytest.mark.parametrize("size", [(270, 480), (272, 640), (99, 177), (1080, 1920), (144, 176)])

@@ -44,7 +44,7 @@ def test_decode_equals_encoder_reconstruction(encoded):
     from fractions import Fraction
 
     from ncodec.codec.container import StreamHeader
-    from ncodec.models.hnerv import HNeRVConfig
+    from ncodec.models.nets.hnerv import HNeRVConfig
 
     cfg = HNeRVConfig.from_json(params["config"])
     payload = HNERV.encode_segment(frames, StreamHeader(HNERV.tag, 64, 40, Fraction(25), 3, params=params), {})
@@ -60,7 +60,7 @@ def test_corrupted_segment_rejected(encoded):
     with ContainerReader(bits) as r:
         header = r.header
         _, payload = next(r.sections("HSEG"))
-    from ncodec.models.hnerv import HNeRVConfig
+    from ncodec.models.nets.hnerv import HNeRVConfig
 
     cfg = HNeRVConfig.from_json(header.params["config"])
     for bad in (payload[:10], payload[:-5] , b"\x05abc"):
@@ -101,7 +101,8 @@ def test_cli_decodes_one_frame_to_an_image(encoded, tmp_path):
 def test_fit_lowers_the_error(loss, fast):
     import torch
 
-    from ncodec.models.hnerv import HNeRV, fit, make_config, pad_frames
+    from ncodec.models.nets.hnerv import HNeRV, make_config, pad_frames
+    from ncodec.models.train.hnerv import fit
 
     torch.manual_seed(0)
     cfg = make_config(40, 64, 20_000)

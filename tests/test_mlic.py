@@ -8,7 +8,8 @@ import torch
 
 from ncodec.codec import image
 from ncodec.codec.errors import BitstreamError
-from ncodec.models.mlicv2 import PAPER, SMALL, MLICConfig, MLICv2, count_parameters
+from ncodec.models.nets import count_parameters
+from ncodec.models.nets.mlicv2 import PAPER, SMALL, MLICConfig, MLICv2
 
 TINY = MLICConfig(N=16, M=32, slices=4, depth=1, hyper=16, attn=8)
 
@@ -61,7 +62,7 @@ def test_damaged_stream_is_detected(coded):
 def test_tiny_training_run_lowers_the_loss_and_resumes(tmp_path):
     import numpy as np
 
-    from ncodec.models import train_mlic as recipe
+    from ncodec.models.train import mlic as recipe
 
     rng = np.random.default_rng(0)
     photo = (np.kron(rng.integers(0, 255, (24, 24, 3)), np.ones((8, 8, 1)))).astype(np.uint8)  # blocky 192 px
@@ -117,7 +118,7 @@ def test_cli_train_mlic_writes_weights_and_card(tmp_path):
 def test_zoomed_crops_carry_denser_detail():
     import numpy as np
 
-    from ncodec.models.crops import CropSampler
+    from ncodec.models.train.samplers import CropSampler
 
     ramp = np.broadcast_to(np.arange(600, dtype=np.float64)[None, :, None] * 0.4, (400, 600, 3)).astype(np.uint8)
 
@@ -139,8 +140,8 @@ def test_int8_storage_round_trips_within_half_a_step(tmp_path):
 
     from safetensors.torch import save_file
 
-    from ncodec.models.checkpoint import INT8_SCALES, load_model, read_weights, storage_tensors
-    from ncodec.models.mlicv2 import stored_int8
+    from ncodec.models.zoo import INT8_SCALES, load_model, read_weights, storage_tensors
+    from ncodec.models.nets.mlicv2 import stored_int8
 
     state = MLICv2(SMALL).state_dict()
     tensors = storage_tensors(state, stored_int8)
@@ -208,7 +209,7 @@ def test_float64_decode_is_identical_with_one_and_two_threads():
 
 
 def test_refinement_keeps_the_decoder_and_lowers_the_objective():
-    from ncodec.models.mlicv2 import refine_latents
+    from ncodec.models.nets.mlicv2 import refine_latents
 
     torch.manual_seed(2)
     model = MLICv2(TINY).eval()
@@ -232,9 +233,10 @@ def test_shipped_weights_keep_the_likelihood_bound():
     """fp16 (the shipped storage of small tensors) holds compressai's 1e-9 likelihood
     bound as 0; loading must restore it, or a latent far from its mean gives a rate of
     inf and refinement turns the latents NaN (seen on Set14's barbara)."""
-    from ncodec.models.mlicv2 import LIKELIHOOD_BOUND, load_weights, sga_round
+    from ncodec.models.nets.mlicv2 import LIKELIHOOD_BOUND, sga_round
+    from ncodec.models.zoo import load_mlic
 
-    model = load_weights()
+    model = load_mlic()
     for p in model.parameters():
         p.requires_grad_(False)
     assert float(model.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(LIKELIHOOD_BOUND)
@@ -368,7 +370,7 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
 
     from helpers import SAMPLES
 
-    from ncodec.models import train_mlic as recipe
+    from ncodec.models.train import mlic as recipe
 
     narrow_cfg = MLICConfig(N=16, M=32, slices=4, depth=1, hyper=16, attn=8, half_res_blocks=False, dct_start=True)
     wide_cfg = replace(narrow_cfg, M=48, slices=6, context=narrow_cfg.context_channels)

@@ -119,7 +119,7 @@ def test_shared_options_agree_on_their_type():
 
 
 def test_hnerv_loss_choices_are_the_models():
-    from ncodec.models.hnerv import LOSSES
+    from ncodec.models.train.hnerv import LOSSES
 
     loss = next(o for o in registry.get("hnerv").options if o.name == "loss")
     assert loss.choices == tuple(LOSSES)

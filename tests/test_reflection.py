@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from helpers import SAMPLES
-from ncodec.models.reflection_classic import suppress_reflection
+from ncodec.models.nets.reflection_classic import suppress_reflection
 from ncodec.video.images import read_image
 
 
@@ -41,8 +41,8 @@ def test_grayscale_and_shape():
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ncodec.models import train_rrformer as rr_recipe  # noqa: E402
-from ncodec.models.rrformer import RRConfig, RRFormer  # noqa: E402
+from ncodec.models.train import rrformer as rr_recipe  # noqa: E402
+from ncodec.models.nets.rrformer import RRConfig, RRFormer  # noqa: E402
 
 SMALL_RR = RRConfig(width=8, blocks=2, heads=2)
 
@@ -105,7 +105,7 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
 
 
 def test_tiles_join_without_seams():
-    from ncodec.video.dereflect import dereflect_network
+    from ncodec.models.dereflector import dereflect_network
 
     rgb = read_image(SAMPLES / "astronaut.png")[0][:300, :280]
     model = _perturbed()

@@ -12,7 +12,7 @@ from ncodec.codec.container import ContainerReader, unpack_chunks
 from ncodec.codec.entropy import decode_symbols
 from ncodec.codec.errors import BitstreamError, UsageError
 from ncodec.codec.stdo import STDO
-from ncodec.models import stdo
+from ncodec.models.nets import stdo
 from ncodec.video import decode_file, encode_file
 
 OPTIONS = {"scale": 2, "steps": 15, "segment_frames": 4, "chunks": 2, "patch": 16}
@@ -98,7 +98,7 @@ def test_options_validated(options, pattern):
 def test_weights_round_trip_at_the_fixed_step():
     from ncodec.codec.stdo import WEIGHT_STEP, code_weights
     from ncodec.codec.weights import decode_state
-    from ncodec.models.upscaler import load_espcn
+    from ncodec.models.zoo import load_espcn
 
     generic = load_espcn(2).state_dict()
     torch.manual_seed(0)

@@ -24,7 +24,7 @@ import cv2
 from ncodec.codec.atomic import check_output_path
 from ncodec.codec.container import Colour
 from ncodec.codec.errors import InputError, UsageError
-from ncodec.models.espcn import SCALES
+from ncodec.models.nets.espcn import SCALES
 
 from ncodec.codec.colour import FULL, LIMITED, effective_matrix
 from .images import IMAGE_SUFFIXES, check_alpha, check_image_size, read_image, write_image

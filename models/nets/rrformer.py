@@ -23,7 +23,6 @@ Tensors in, tensors out; tiling and files are the caller's (video/dereflect.py).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -163,20 +162,3 @@ class RRFormer(nn.Module):
 def _pad(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % PYRAMID_MULTIPLE, 0, -h % PYRAMID_MULTIPLE), mode="replicate")
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def shipped_weights() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("ncodec.models") / "weights" / "rrformer.safetensors"))
-
-
-def load_weights(path=None) -> RRFormer:
-    """An eval-mode RRFormer from safetensors weights whose metadata holds its config."""
-    from .checkpoint import load_model
-
-    return load_model(path or shipped_weights(), lambda cfg: RRFormer(RRConfig(**(cfg | {"bins": tuple(cfg.get("bins", RRConfig.bins))}))))

@@ -222,7 +222,3 @@ class FastESPCN(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.subpixels(u))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

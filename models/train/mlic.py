@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint, train_until
-from .crops import CropSampler
-from .mlicv2 import BlockDCT, MLICConfig, MLICv2
-from .precision import bf16_useful
+from ..measure import psnr_from_mse
+from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
+from .samplers import CropSampler
+from ..nets.mlicv2 import BlockDCT, MLICConfig, MLICv2
+from ..nets.precision import bf16_useful
 
 
 @dataclass
@@ -42,6 +43,7 @@ class MLICTrainConfig:
     val_every: float = 300.0  # seconds between validations/checkpoints
     threads: int | None = None
     bf16: bool = True
+    steps: int | None = None  # stop after this many steps in all (the schedule then follows them)
 
 
 def rate_distortion(model: MLICv2, x: torch.Tensor, levels: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -53,7 +55,7 @@ def rate_distortion(model: MLICv2, x: torch.Tensor, levels: torch.Tensor) -> tup
     lam = x.new_tensor(MLICv2.LAMBDAS)[levels.long()]
     loss = (lam * 255**2 * mse_each).mean() + bpp
     mse = mse_each.mean().item()
-    return loss, {"bpp": bpp.item(), "mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-12))}
+    return loss, {"bpp": bpp.item(), "mse": mse, "psnr": psnr_from_mse(mse, peak=1.0)}
 
 
 @torch.no_grad()
@@ -70,13 +72,6 @@ def validate(model: MLICv2, images: list[torch.Tensor]) -> dict:
         result[str(level)] = {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
     model.train()
     return result
-
-
-def _lr_at(cfg: MLICTrainConfig, progress: float) -> float:
-    warm = 0.02
-    if progress < warm:
-        return cfg.lr * max(progress / warm, 0.01)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min((progress - warm) / (1 - warm), 1.0))))
 
 
 def _residual_directions(model: MLICv2, images: list[np.ndarray], k: int, seed: int, crops: int = 200):
@@ -193,7 +188,7 @@ def train(
 
     def step(progress: float) -> tuple[torch.Tensor, dict]:
         for group in opts["adam"].param_groups:
-            group["lr"] = _lr_at(cfg, progress)
+            group["lr"] = cosine_lr(cfg.lr, progress, floor=0.05, warmup=0.02)
         x = sampler.batch(cfg.batch).contiguous(memory_format=layout)
         levels = torch.randint(0, model_cfg.levels, (cfg.batch,), generator=g)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -209,5 +204,5 @@ def train(
         return loss, parts
 
     train_until(cfg.minutes, cfg.val_every, state, step, lambda: {"val": validate(model, val)},
-                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress)  # fmt: skip
+                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress, max_steps=cfg.steps)
     return model.to(memory_format=torch.contiguous_format).eval(), state

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint, train_until
-from .crops import CropSampler
-from .precision import bf16_useful
-from .rrformer import RRConfig, RRFormer
+from ..measure import psnr
+from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
+from .samplers import CropSampler
+from ..nets.precision import bf16_useful
+from ..nets.rrformer import RRConfig, RRFormer
 
 GAMMA = 2.2
 
@@ -45,6 +46,7 @@ class RRTrainConfig:
     val_every: float = 300.0
     threads: int | None = None
     bf16: bool = True
+    steps: int | None = None  # stop after this many steps in all (the schedule then follows them)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -147,23 +149,12 @@ class BlendSampler:
         return tuple(torch.cat(parts) for parts in zip(*items))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / F.mse_loss(a.clamp(0, 1), b).clamp_min(1e-12)))
-
-
-@torch.no_grad()
 def validate(model: RRFormer, val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict:
     model.eval()
-    out = {"input": float(np.mean([psnr(b, t) for b, t, _ in val])),
-           "net": float(np.mean([psnr(model(b)[0].float(), t) for b, t, _ in val]))}  # fmt: skip
+    out = {"input": float(np.mean([psnr(b.clamp(0, 1), t) for b, t, _ in val])),
+           "net": float(np.mean([psnr(model(b)[0].float().clamp(0, 1), t) for b, t, _ in val]))}  # fmt: skip
     model.train()
     return out
-
-
-def _lr_at(cfg: RRTrainConfig, progress: float) -> float:
-    if progress < 0.03:
-        return cfg.lr * max(progress / 0.03, 0.01)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (progress - 0.03) / 0.97)))
 
 
 def train(
@@ -200,7 +191,7 @@ def train(
 
     def step(progress: float) -> tuple[torch.Tensor, dict]:
         for group in opts["adam"].param_groups:
-            group["lr"] = _lr_at(cfg, progress)
+            group["lr"] = cosine_lr(cfg.lr, progress, floor=0.02, warmup=0.03)
         blend, t, r = sampler.batch(cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss, parts = losses(model, blend, t, r)
@@ -211,5 +202,5 @@ def train(
         return loss, parts
 
     train_until(cfg.minutes, cfg.val_every, state, step, lambda: {"val_psnr": validate(model, val)},
-                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress)  # fmt: skip
+                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress, max_steps=cfg.steps)
     return model.eval(), state

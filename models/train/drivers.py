@@ -1,23 +1,50 @@
-"""Training drivers (`ncodec train MODEL ...`): load the photos, run a recipe from
-ncodec.models, write safetensors weights (fp16; the MLIC codec's large tensors int8) with
-a JSON model card beside them."""
+"""The ``ncodec train MODEL ...`` drivers: load the photos, run a recipe, write the
+weights and their model card through the zoo (fp16; the MLIC codec's large tensors int8).
+
+Photos are read with OpenCV as 8-bit RGB (grayscale expanded, alpha dropped); every 25th
+photo of the sorted folder is held out for validation."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
+import cv2
+import numpy as np
 from tqdm import tqdm
 
-from ncodec.codec.atomic import AtomicPath, check_output_path
-from ncodec.codec.errors import InputError, UsageError
-from ncodec.models.checkpoint import read_weights, storage_tensors
+from ..nets import count_parameters
+from ..zoo import read_weights, storage_tensors, write_model
 
-from .images import image_files, read_image
+PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class TrainingError(ValueError):
+    """A data folder or weights file the recipe cannot train on; one line for the user."""
+
+
+class TrainingUsageError(TrainingError):
+    """A training request that is itself invalid (an option out of range)."""
+
+
+def photo_files(folder: str) -> list[Path]:
+    """Photos under ``folder`` (recursively), sorted so that the split is reproducible."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise TrainingError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    if not files:
+        raise TrainingError(f"{root}: no photos ({', '.join(sorted(PHOTO_SUFFIXES))}) in it")
+    return files
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """H x W x 3 uint8 RGB of a training photo."""
+    bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise TrainingError(f"{path}: not an image OpenCV can read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def train_espcn(
@@ -36,26 +63,27 @@ def train_espcn(
     lr: float | None = None,
     downscales: tuple[float, ...] | None = None,
     progress: bool = False,
+    command: str = "(called from Python)",
 ) -> dict:
     """Train ESPCN ×``scale`` on the photos under ``data``; write ``out`` and its model card.
     ``downscales`` adds each training photo at those sizes too (e.g. (1.0, 0.75, 0.5)).
     Returns the model card."""
-    from ncodec.models import train_espcn as recipe
+    from ncodec.models.train import espcn as recipe
 
     if scale not in (2, 3, 4):
-        raise UsageError("--scale must be 2, 3 or 4")
-    out_path = check_output_path(out)
+        raise TrainingUsageError("--scale must be 2, 3 or 4")
+    out_path = Path(out)
     init_state = _load_init(init)
     train_files, val_files = split_photos(data)
     overrides = {k: v for k, v in {"patch": patch, "batch": batch, "lr": lr, "downscales": downscales}.items()
                  if v is not None}  # fmt: skip
     cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads, **overrides)
     if not all(0.2 <= f <= 1.0 for f in cfg.downscales):
-        raise UsageError("--downscales must be factors in 0.2..1.0")
+        raise TrainingUsageError("--downscales must be factors in 0.2..1.0")
     bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
     pairs, train_pairs = {}, []
     for f in bar:
-        rgb = read_image(f)[0]
+        rgb = read_photo(f)
         if f in val_files:  # a fixed centre crop keeps validation quick
             pairs[f] = recipe.make_pair(centre_crop(rgb, 192 // scale * scale), scale)
         if f in train_files:  # (a folder of one photo uses it for both)
@@ -76,55 +104,26 @@ def train_espcn(
             resume=resume, on_progress=report, init=init_state,
         )  # fmt: skip
     except ValueError as e:  # e.g. every photo smaller than one training patch
-        raise InputError(f"{data}: {e}") from None
+        raise TrainingError(f"{data}: {e}") from None
     progress.close()
     tensors = storage_tensors(model.state_dict())
     card = {
         "model": "ESPCN (Shi et al. 2016), Y channel",
         "scale": scale,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "parameters": count_parameters(model),
         "weights": "fp16 safetensors",
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files)},
         "recipe": state["config"] | {
-            "command": f"ncodec train espcn --scale {scale} --data {data} --out {out} "
-                       f"--minutes {minutes} --seed {seed}" + (f" --init {init}" if init else "")
-                       + (f" --threads {threads}" if threads else "")
-                       + "".join(f" --{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
-                                 for k, v in overrides.items()),
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
-            "init": f"continued from {init}" if init else "bicubic initialisation (models/espcn.py), " + (
+            "init": f"continued from {init}" if init else "bicubic initialisation (models/nets/espcn.py), " + (
                 "compact: four pass-through channels" if cfg.compact_init else "one channel per phase"),
         },
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"], 1),
         "val_psnr_y": {"bicubic": state["bicubic_val"], "espcn": state["best_val"]},
         "history": state["history"],
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
-    card = _continued(card, init)
-    write_model(out_path, tensors, card, {"scale": str(scale)})
-    return card
-
-
-def _continued(card: dict, init: str | None) -> dict:
-    """``card`` with the runs it continues (the card beside ``--init``, if any) listed
-    under previous_runs, each with its validation history (the learning curve across
-    sessions), and the steps and wall time summed over all of them."""
-    try:
-        before = json.loads(Path(init).with_suffix(".json").read_text()) if init else None
-    except (OSError, ValueError):
-        before = None
-    if not isinstance(before, dict):
-        return card
-    runs = before.get("previous_runs", []) + [
-        {k: v for k, v in before.items() if k not in ("previous_runs", "steps_total", "wall_seconds_total")}
-    ]
-    return card | {
-        "previous_runs": runs,
-        "steps_total": card["steps"] + sum(r.get("steps", 0) for r in runs),
-        "wall_seconds_total": round(card["wall_seconds"] + sum(r.get("wall_seconds", 0) for r in runs), 1),
-    }
+    return write_model(out_path, tensors, card, {"scale": str(scale)}, command=command, init=init)
 
 
 def _load_init(init: str | None) -> dict | None:
@@ -132,14 +131,14 @@ def _load_init(init: str | None) -> dict | None:
     try:
         return read_weights(init) if init else None
     except Exception as e:  # missing file or not safetensors
-        raise InputError(f"--init {init}: cannot load weights ({e})") from None
+        raise TrainingError(f"--init {init}: cannot load weights ({e})") from None
 
 
 def _load_photos(data: str, progress: bool) -> tuple[list[Path], list[Path], dict]:
     """The training and validation files of ``data`` and every photo, decoded once."""
     train_files, val_files = split_photos(data)
     bar = tqdm(train_files + val_files, desc="load", unit="img", file=sys.stderr, disable=not progress, leave=False)
-    return train_files, val_files, {f: read_image(f)[0] for f in bar}
+    return train_files, val_files, {f: read_photo(f) for f in bar}
 
 
 def _json_lines(progress: bool):
@@ -154,7 +153,7 @@ def _json_lines(progress: bool):
 
 def split_photos(data: str) -> tuple[list[Path], list[Path]]:
     """Training and validation photos: every 25th is held out (fixed), for validation curves."""
-    files = image_files(data)
+    files = photo_files(data)
     val_files = files[::25]
     train_files = [f for i, f in enumerate(files) if i % 25] or files  # one photo: it serves both
     return train_files, val_files
@@ -164,14 +163,6 @@ def centre_crop(rgb, size: int):
     h, w = rgb.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return rgb[top : top + size, left : left + size]
-
-
-def write_model(out_path: Path, tensors: dict, card: dict, metadata: dict) -> None:
-    """Weights (safetensors) and their model card (JSON beside them), each written atomically."""
-    with AtomicPath(out_path) as tmp:
-        save_file(tensors, str(tmp.path), metadata=metadata)
-    with AtomicPath(out_path.with_suffix(".json")) as tmp:
-        tmp.path.write_text(json.dumps(card, indent=2))
 
 
 def train_mlic(
@@ -190,18 +181,19 @@ def train_mlic(
     init: str | None = None,
     lr: float | None = None,
     progress: bool = False,
+    command: str = "(called from Python)",
 ) -> dict:
     """Train the MLICv2-style image codec on the photos under ``data``; write ``out``
     (stored as models/mlicv2.STORAGE says) and its model card. Returns the card."""
-    from ncodec.models import train_mlic as recipe
-    from ncodec.models.mlicv2 import PAPER, SMALL, STORAGE, WIDE, WIDER, stored_int8
+    from ncodec.models.train import mlic as recipe
+    from ncodec.models.nets.mlicv2 import PAPER, SMALL, STORAGE, WIDE, WIDER, stored_int8
 
     configs = {"small": SMALL, "wide": WIDE, "wider": WIDER, "paper": PAPER}
     if config not in configs:
-        raise UsageError(f"--config must be one of {', '.join(configs)}")
+        raise TrainingUsageError(f"--config must be one of {', '.join(configs)}")
     if not 0.2 <= zoom <= 1.0:
-        raise UsageError("--zoom must be in 0.2..1.0")
-    out_path = check_output_path(out)
+        raise TrainingUsageError("--zoom must be in 0.2..1.0")
+    out_path = Path(out)
     train_files, val_files, photos = _load_photos(data, progress)
     val = [centre_crop(photos[f], 256) for f in val_files]
     val = [v[: v.shape[0] // 64 * 64, : v.shape[1] // 64 * 64] for v in val if min(v.shape[:2]) >= 64]
@@ -215,19 +207,15 @@ def train_mlic(
         model, state = recipe.train(cfg, configs[config], [photos[f] for f in train_files], val, checkpoint,
                                     resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
     except ValueError as e:
-        raise InputError(f"{data}: {e}") from None
+        raise TrainingError(f"{data}: {e}") from None
     tensors = storage_tensors(model.state_dict(), stored_int8)
     card = {
         "model": "MLICv2-style learned image codec (models/mlicv2.py), gain units for 4 rate levels",
         "config": configs[config].to_json(),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "parameters": count_parameters(model),
         "weights": STORAGE,
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
         "recipe": state["config"] | {
-            "command": f"ncodec train mlic --data {data} --out {out} --minutes {minutes} --config {config} "
-                       f"--crop {crop} --batch {batch} --seed {seed} --lr {cfg.lr}" + (f" --zoom {zoom}" if zoom < 1 else "")
-                       + (" --resume" if resume else "")
-                       + (f" --init {init}" if init else ""),
             "init": _mlic_init(init, init_state, configs[config]),
             "lambdas": list(recipe.MLICv2.LAMBDAS),
             "loss": "lambda * 255^2 * MSE + bpp (likelihoods of y and z), aux loss on the bottleneck quantiles",
@@ -235,12 +223,8 @@ def train_mlic(
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"], 1),
         "history": state["history"],
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
-    card = _continued(card, init)
-    write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())})
-    return card
+    return write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())}, command=command, init=init)
 
 
 def _mlic_init(init: str | None, state: dict | None, cfg) -> str:
@@ -267,13 +251,14 @@ def train_dereflect(
     init: str | None = None,
     lr: float | None = None,
     progress: bool = False,
+    command: str = "(called from Python)",
 ) -> dict:
     """Train the reflection-removal network on blends synthesized from the photos under
     ``data``; write ``out`` (fp16 safetensors) and its model card. Returns the card."""
-    from ncodec.models import train_rrformer as recipe
-    from ncodec.models.rrformer import RRConfig, count_parameters
+    from ncodec.models.train import rrformer as recipe
+    from ncodec.models.nets.rrformer import RRConfig
 
-    out_path = check_output_path(out)
+    out_path = Path(out)
     init_state = _load_init(init)
     train_files, val_files, photos = _load_photos(data, progress)
     cfg = recipe.RRTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
@@ -286,7 +271,7 @@ def train_dereflect(
         model, state = recipe.train(cfg, model_cfg, [photos[f] for f in train_files], [photos[f] for f in val_files],
                                     checkpoint, resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
     except ValueError as e:
-        raise InputError(f"{data}: {e}") from None
+        raise TrainingError(f"{data}: {e}") from None
     tensors = storage_tensors(model.state_dict())
     card = {
         "model": "RRFormer-style reflection removal (models/rrformer.py)",
@@ -296,17 +281,10 @@ def train_dereflect(
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files),
                           "blends": "synthesized on the fly (models/train_rrformer.py)"},  # fmt: skip
         "recipe": state["config"] | {
-            "command": f"ncodec train dereflect --data {data} --out {out} --minutes {minutes} --crop {crop} "
-                       f"--batch {batch} --seed {seed} --lr {cfg.lr}" + (" --resume" if resume else "")
-                       + (f" --init {init}" if init else ""),
             "loss": "L1(T) + 0.5 L1(grad T) + 0.5 L1(R) + 0.2 exclusion(T, R)",
         },
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"], 1),
         "history": state["history"],
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{torch.get_num_threads()} torch threads, CPU",
     }
-    card = _continued(card, init)
-    write_model(out_path, tensors, card, {"config": json.dumps(model_cfg.to_json())})
-    return card
+    return write_model(out_path, tensors, card, {"config": json.dumps(model_cfg.to_json())}, command=command, init=init)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -483,10 +482,6 @@ def _refine(model, x, level, steps, lr, lam, progress) -> torch.Tensor:
     return y.detach()
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def stored_int8(name: str, t: torch.Tensor) -> bool:
     """Which weights ship as int8 (per-channel scales) rather than fp16: every matrix and
     kernel of 4096 or more values except the block-DCT layers, the one place where int8
@@ -497,18 +492,3 @@ def stored_int8(name: str, t: torch.Tensor) -> bool:
 
 STORAGE = ("safetensors: int8 with per-channel float32 scales (matrices and kernels of >= 4096 values, "
            "block-DCT layers excepted), fp16 the rest")  # stored_int8 in words, for the model card
-
-
-def shipped_weights() -> Path:
-    """The trained weights that ship in the package (models/weights/mlic.safetensors)."""
-    from importlib import resources
-
-    return Path(str(resources.files("ncodec.models") / "weights" / "mlic.safetensors"))
-
-
-def load_weights(path=None) -> MLICv2:
-    """An eval-mode MLICv2 from safetensors weights whose metadata holds its config (as
-    written by ``ncodec train mlic``); ValueError if the file is not such weights."""
-    from .checkpoint import load_model
-
-    return load_model(path or shipped_weights(), lambda cfg: MLICv2(MLICConfig(**cfg)))

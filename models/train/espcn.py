@@ -20,8 +20,6 @@ moments, step, elapsed time) that a later run resumes from.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,9 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, pad_edges, rgb_to_ycbcr
-from .precision import bf16_useful
+from ..measure import psnr
+from .samplers import Pair, PatchSampler
+from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
+from ..nets.espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, pad_edges, rgb_to_ycbcr
+from ..nets.precision import bf16_useful
 
 
 @dataclass
@@ -50,12 +50,7 @@ class TrainConfig:
     val_every: float = 60.0  # seconds between validations/checkpoints
     threads: int | None = None
     downscales: tuple[float, ...] = (1.0,)  # scale augmentation of the training photos (downscaled_copies)
-
-
-@dataclass
-class Pair:
-    hr: torch.Tensor  # 1,H,W float Y in [0, 1]
-    lr: torch.Tensor  # 1,h,w
+    steps: int | None = None  # stop after this many steps in all (the schedule then follows them)
 
 
 def make_pair(rgb: np.ndarray, scale: int) -> Pair:
@@ -88,8 +83,7 @@ def psnr_y(sr: torch.Tensor, hr: torch.Tensor, border: int) -> float:
     hr = hr * 255
     if border:
         sr, hr = sr[..., border:-border, border:-border], hr[..., border:-border, border:-border]
-    mse = float(((sr - hr) ** 2).mean())
-    return 100.0 if mse == 0 else 10 * math.log10(255**2 / mse)
+    return psnr(sr, hr, peak=255.0)
 
 
 @torch.no_grad()
@@ -98,52 +92,6 @@ def evaluate(model: ESPCN, pairs: list[Pair]) -> float:
     scores = [psnr_y(model(p.lr[None])[0], p.hr, model.scale) for p in pairs]
     model.train()
     return float(np.mean(scores))
-
-
-class PatchSampler:
-    """Random aligned LR/HR crops with the 8 dihedral augmentations, images drawn by area.
-
-    An LR window of ``patch`` px yields the HR target of its inner ``patch - 2R`` pixels
-    (R the receptive radius: ``ESPCN.interior``). Windows are cut from the picture
-    extended by edge replication (``pad_edges``) and may reach R px past its edges, so
-    the targets cover the whole picture, edges included, computed exactly as ``forward``
-    computes them there."""
-
-    def __init__(self, pairs: list[Pair], scale: int, patch: int, seed: int):
-        inner = patch - 2 * RECEPTIVE_RADIUS
-        self.pairs = [Pair(hr=p.hr, lr=pad_edges(p.lr[None])[0]) for p in pairs if min(p.lr.shape[-2:]) >= inner]
-        if not self.pairs:
-            raise ValueError(f"no training image is at least {inner * scale} px on its short side")
-        area = np.array([p.hr.shape[-1] * p.hr.shape[-2] for p in self.pairs], np.float64)
-        self.weights = area / area.sum()
-        self.scale, self.patch = scale, patch
-        self.rng = np.random.default_rng(seed)
-
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s, p, q = self.scale, self.patch, (self.patch - 2 * RECEPTIVE_RADIUS) * self.scale
-        lrs, hrs = [], []
-        for i in self.rng.choice(len(self.pairs), size=n, p=self.weights):
-            pair = self.pairs[i]
-            h, w = pair.lr.shape[-2:]
-            # window row y of the padded picture: its inner outputs start at picture row y
-            y, x = int(self.rng.integers(0, h - p + 1)), int(self.rng.integers(0, w - p + 1))
-            lr = pair.lr[:, y : y + p, x : x + p]
-            hr = pair.hr[:, y * s : y * s + q, x * s : x * s + q]
-            k, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
-            lr, hr = torch.rot90(lr, k, (1, 2)), torch.rot90(hr, k, (1, 2))
-            if flip:
-                lr, hr = lr.flip(2), hr.flip(2)
-            lrs.append(lr)
-            hrs.append(hr)
-        return torch.stack(lrs), torch.stack(hrs)
-
-
-def _lr_at(cfg: TrainConfig, progress: float) -> float:
-    warm = 0.02
-    if progress < warm:
-        return cfg.lr * max(progress / warm, 0.01)
-    t = (progress - warm) / (1 - warm)
-    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
 def train(
@@ -179,15 +127,10 @@ def train(
         state = load_checkpoint(checkpoint, model, {"adam": opt}) | {"config": asdict(cfg)}
         sampler.rng = np.random.default_rng(cfg.seed + state["step"])
     best = {k: v.clone() for k, v in model.state_dict().items()}
-    budget = cfg.minutes * 60
-    start, last_val = time.monotonic() - state["elapsed"], time.monotonic()
-    while True:
-        elapsed = time.monotonic() - start
-        progress = elapsed / budget
-        if progress >= 1:
-            break
+
+    def step(progress: float) -> tuple[torch.Tensor, dict]:
         for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, progress)
+            group["lr"] = cosine_lr(cfg.lr, progress, floor=0.01, warmup=0.02)
         lr, hr = sampler.batch(cfg.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             sr = model.interior(lr.contiguous(memory_format=layout)).float()
@@ -195,20 +138,17 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state["step"] += 1
-        if time.monotonic() - last_val >= cfg.val_every or time.monotonic() - start >= budget:
-            last_val = time.monotonic()
-            val = evaluate(model, val_pairs)
-            state["elapsed"] = time.monotonic() - start
-            state["history"].append({"step": state["step"], "seconds": round(state["elapsed"], 1), "val_psnr": val,
-                                     "loss": loss.item()})  # fmt: skip
-            if val > state["best_val"]:
-                state["best_val"] = val
-                best = {k: v.clone() for k, v in model.state_dict().items()}
-            save_checkpoint(checkpoint, model, {"adam": opt}, state)
-            if on_progress:
-                on_progress(state["history"][-1] | {"best_val": state["best_val"], "progress": progress})
-    state["elapsed"] = time.monotonic() - start
+        return loss, {}
+
+    def validate() -> dict:
+        nonlocal best
+        val = evaluate(model, val_pairs)
+        if val > state["best_val"]:
+            state["best_val"], best = val, {k: v.clone() for k, v in model.state_dict().items()}
+        return {"val_psnr": val, "best_val": state["best_val"]}
+
+    train_until(cfg.minutes, cfg.val_every, state, step, validate,
+                lambda: save_checkpoint(checkpoint, model, {"adam": opt}, state), on_progress, max_steps=cfg.steps)
     final = evaluate(model, val_pairs)
     if final > state["best_val"]:
         state["best_val"], best = final, {k: v.clone() for k, v in model.state_dict().items()}

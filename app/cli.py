@@ -86,8 +86,12 @@ def add_codec_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
             by_help.setdefault(text, []).append(codec_name)
         help_text = "; ".join(f"{', '.join(names)}: {text}" for text, names in by_help.items())
         if first.type is bool:
-            group.add_argument(first.flag, action="store_true", default=None, help="; ".join(
-                f"{', '.join(names)}: {text.split(' (')[0]}" for text, names in by_help.items()))
+            group.add_argument(
+                first.flag,
+                action="store_true",
+                default=None,
+                help="; ".join(f"{', '.join(names)}: {text.split(' (')[0]}" for text, names in by_help.items()),
+            )
         else:
             group.add_argument(first.flag, type=first.type, default=None, metavar=key.upper(), help=help_text)
 
@@ -101,9 +105,15 @@ def _cmd_encode(args) -> int:
     with _runner(args, uses_torch) as runner:
         device = runner.device if args.ray else _device(args.device) if uses_torch else "cpu"  # classical: CPU
         result = video.encode_file(
-            args.input, args.output, codec, quality=args.quality, options=options, device=device,
-            runner=runner, progress=not args.quiet,
-        )  # fmt: skip
+            args.input,
+            args.output,
+            codec,
+            quality=args.quality,
+            options=options,
+            device=device,
+            runner=runner,
+            progress=not args.quiet,
+        )
     if not args.quiet:
         print(result.summary())
     return EXIT_OK
@@ -113,8 +123,9 @@ def _cmd_batch(args) -> int:
     from ncodec.video.batch import BatchSettings, run_batch
 
     options = _codec_options(args) | ({"scale": args.scale} if args.task == "encode" and args.scale else {})
-    settings = BatchSettings(task=args.task, codec=args.codec, quality=args.quality, options=options,
-                             scale=args.scale, method=args.method)  # fmt: skip
+    settings = BatchSettings(
+        task=args.task, codec=args.codec, quality=args.quality, options=options, scale=args.scale, method=args.method
+    )
     settings.check()
     with _runner(args) as runner:
         settings.device = runner.device if args.ray else _device(args.device)
@@ -136,12 +147,21 @@ def _cmd_decode(args) -> int:
         rgb = video.decode_frame(args.input, args.frame, max_pixels=int(args.max_pixels))
         write_image(args.output, rgb)
         if not args.quiet:
-            print(f"{args.output}: frame {args.frame} ({rgb.shape[1]}x{rgb.shape[0]}) in {time.perf_counter() - start:.2f} s")
+            print(
+                f"{args.output}: frame {args.frame} ({rgb.shape[1]}x{rgb.shape[0]}) in {time.perf_counter() - start:.2f} s"
+            )
         return EXIT_OK
     result = video.decode_file(
-        args.input, args.output, video_codec=args.video_codec, crf=args.crf, preset=args.preset,
-        lossless=args.lossless, reference=args.reference, max_pixels=int(args.max_pixels), progress=not args.quiet,
-    )  # fmt: skip
+        args.input,
+        args.output,
+        video_codec=args.video_codec,
+        crf=args.crf,
+        preset=args.preset,
+        lossless=args.lossless,
+        reference=args.reference,
+        max_pixels=int(args.max_pixels),
+        progress=not args.quiet,
+    )
     if not args.quiet:
         print(result.summary())
     return EXIT_OK
@@ -164,9 +184,13 @@ def _cmd_bench(args) -> int:
     from ncodec.video import bench
 
     report = bench.run(
-        args.input, args.codecs.split(","), points=args.points, out_dir=args.out, max_frames=args.frames,
+        args.input,
+        args.codecs.split(","),
+        points=args.points,
+        out_dir=args.out,
+        max_frames=args.frames,
         progress=not args.quiet,
-    )  # fmt: skip
+    )
     if not args.quiet:
         print(report)
     return EXIT_OK
@@ -176,10 +200,18 @@ def _cmd_upscale(args) -> int:
     from ncodec.video.upscale import upscale_file
 
     result = upscale_file(
-        args.input, args.output, args.scale, precision=args.precision, device=_device(args.device),
-        tile=args.tile, video_codec=args.video_codec, crf=args.crf, preset=args.preset, lossless=args.lossless,
+        args.input,
+        args.output,
+        args.scale,
+        precision=args.precision,
+        device=_device(args.device),
+        tile=args.tile,
+        video_codec=args.video_codec,
+        crf=args.crf,
+        preset=args.preset,
+        lossless=args.lossless,
         progress=not args.quiet,
-    )  # fmt: skip
+    )
     if not args.quiet:
         print(result.summary())
     return EXIT_OK
@@ -188,8 +220,15 @@ def _cmd_upscale(args) -> int:
 def _cmd_dereflect(args) -> int:
     from ncodec.video.dereflect import dereflect_file
 
-    result = dereflect_file(args.input, args.output, method=args.method, tile=args.tile,
-                            max_pixels=args.max_pixels, threshold=args.threshold, progress=not args.quiet)  # fmt: skip
+    result = dereflect_file(
+        args.input,
+        args.output,
+        method=args.method,
+        tile=args.tile,
+        max_pixels=args.max_pixels,
+        threshold=args.threshold,
+        progress=not args.quiet,
+    )
     if not args.quiet:
         print(result.summary())
     return EXIT_OK
@@ -241,47 +280,96 @@ def _train(args, command: str) -> int:
     from ncodec.models.train.drivers import train_dereflect, train_espcn, train_mlic
 
     if args.model == "dereflect":
-        card = train_dereflect(args.data, args.out, minutes=args.minutes, crop=args.crop or 160, batch=args.batch or 8,
-                               seed=args.seed, threads=args.threads, checkpoint=args.checkpoint, resume=args.resume,
-                               init=args.init, lr=args.lr, progress=not args.quiet, command=command)  # fmt: skip
+        card = train_dereflect(
+            args.data,
+            args.out,
+            minutes=args.minutes,
+            crop=args.crop or 160,
+            batch=args.batch or 8,
+            seed=args.seed,
+            threads=args.threads,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            init=args.init,
+            lr=args.lr,
+            progress=not args.quiet,
+            command=command,
+        )
         if not args.quiet:
             val = card["history"][-1]["val_psnr"] if card["history"] else {}
-            print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR "
-                  f"{val.get('net', float('nan')):.2f} dB (input {val.get('input', float('nan')):.2f} dB)")  # fmt: skip
+            print(
+                f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR "
+                f"{val.get('net', float('nan')):.2f} dB (input {val.get('input', float('nan')):.2f} dB)"
+            )
         return EXIT_OK
     if args.model == "mlic":
         card = train_mlic(
-            args.data, args.out, minutes=args.minutes, config=args.config, crop=args.crop or 128, zoom=args.zoom,
-            batch=args.batch or 8, seed=args.seed, threads=args.threads, checkpoint=args.checkpoint,
-            resume=args.resume, init=args.init, lr=args.lr, progress=not args.quiet, command=command,
-        )  # fmt: skip
+            args.data,
+            args.out,
+            minutes=args.minutes,
+            config=args.config,
+            crop=args.crop or 128,
+            zoom=args.zoom,
+            batch=args.batch or 8,
+            seed=args.seed,
+            threads=args.threads,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            init=args.init,
+            lr=args.lr,
+            progress=not args.quiet,
+            command=command,
+        )
         if not args.quiet:
             last = card["history"][-1]["val"] if card["history"] else {}
-            print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation " +
-                  ", ".join(f"level {k}: {v['bpp']:.3f} bpp {v['psnr']:.2f} dB" for k, v in last.items()))  # fmt: skip
+            print(
+                f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation "
+                + ", ".join(f"level {k}: {v['bpp']:.3f} bpp {v['psnr']:.2f} dB" for k, v in last.items())
+            )
         return EXIT_OK
     if args.scale is None:
         raise UsageError("train espcn needs --scale 2, 3 or 4")
     card = train_espcn(
-        args.data, args.out, args.scale, minutes=args.minutes, seed=args.seed, threads=args.threads,
-        checkpoint=args.checkpoint, resume=args.resume, init=args.init, patch=args.patch, batch=args.batch,
-        lr=args.lr, downscales=_factors(args.downscales), progress=not args.quiet, command=command,
-    )  # fmt: skip
+        args.data,
+        args.out,
+        args.scale,
+        minutes=args.minutes,
+        seed=args.seed,
+        threads=args.threads,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        init=args.init,
+        patch=args.patch,
+        batch=args.batch,
+        lr=args.lr,
+        downscales=_factors(args.downscales),
+        progress=not args.quiet,
+        command=command,
+    )
     if not args.quiet:
         val = card["val_psnr_y"]
-        print(f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR-Y "
-              f"{val['espcn']:.2f} dB (bicubic {val['bicubic']:.2f} dB)")  # fmt: skip
+        print(
+            f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation PSNR-Y "
+            f"{val['espcn']:.2f} dB (bicubic {val['bicubic']:.2f} dB)"
+        )
     return EXIT_OK
 
 
 def _add_parallel_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--workers", type=int, metavar="N", help=f"{what}run on N local worker processes")
-    parser.add_argument("--ray", metavar="ADDRESS",
-                        help=f"{what}run as tasks on the Ray cluster at ADDRESS (auto: the one this environment "
-                             "names); needs pip install 'ncodec[ray]'")  # fmt: skip
-    parser.add_argument("--threads", type=int, metavar="T",
-                        help="torch threads per task (default: the CPUs shared among the workers; 1 per Ray task); "
-                             "the same T gives the same bytes with or without workers")  # fmt: skip
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help=f"{what}run as tasks on the Ray cluster at ADDRESS (auto: the one this environment "
+        "names); needs pip install 'ncodec[ray]'",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="T",
+        help="torch threads per task (default: the CPUs shared among the workers; 1 per Ray task); "
+        "the same T gives the same bytes with or without workers",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,39 +389,57 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     codecs = "; ".join(f"{c}: {registry.get(c).description}" for c in registry.names())
-    e = sub.add_parser("encode", parents=[common, writes], help="encode a video or image to an ncodec bitstream",
-                       description=f"Encode IN (any video or image PyAV reads) into the bitstream OUT. Codecs: {codecs}.")  # fmt: skip
+    e = sub.add_parser(
+        "encode",
+        parents=[common, writes],
+        help="encode a video or image to an ncodec bitstream",
+        description=f"Encode IN (any video or image PyAV reads) into the bitstream OUT. Codecs: {codecs}.",
+    )
     e.add_argument("input", metavar="IN")
     e.add_argument("output", metavar="OUT")
     e.add_argument("--codec", "-c", help="codec (default: stdo for videos, mlic for images)")
     e.add_argument("--quality", choices=["low", "medium", "high", "best"], help="quality preset of the codec")
     add_codec_options(e)
-    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where neural codecs run (classical codecs use the CPU)")
+    e.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where neural codecs run (classical codecs use the CPU)",
+    )
     _add_parallel_options(e, "hnerv/stdo: ")
     e.set_defaults(func=_cmd_encode)
 
-    bt = sub.add_parser("batch", parents=[common], help="encode, upscale or dereflect every media file of a folder",
-                        description="Apply --task to every image and video in IN_DIR (not its subfolders), writing "
-                                    "into OUT_DIR: encode -> NAME.bin, upscale and dereflect -> the same name. Files "
-                                    "whose output exists are skipped, so an interrupted batch resumes; a file that "
-                                    "fails is reported and the rest go on. Ends with a summary table; exit 1 if any "
-                                    "file failed.")  # fmt: skip
+    bt = sub.add_parser(
+        "batch",
+        parents=[common],
+        help="encode, upscale or dereflect every media file of a folder",
+        description="Apply --task to every image and video in IN_DIR (not its subfolders), writing "
+        "into OUT_DIR: encode -> NAME.bin, upscale and dereflect -> the same name. Files "
+        "whose output exists are skipped, so an interrupted batch resumes; a file that "
+        "fails is reported and the rest go on. Ends with a summary table; exit 1 if any "
+        "file failed.",
+    )
     bt.add_argument("input", metavar="IN_DIR")
     bt.add_argument("output", metavar="OUT_DIR")
     bt.add_argument("--task", choices=["encode", "upscale", "dereflect"], default="encode")
     bt.add_argument("--codec", "-c", help="encode: codec (default: stdo for videos, mlic for images)")
     bt.add_argument("--quality", choices=["low", "medium", "high", "best"], help="encode: quality preset")
-    bt.add_argument("--scale", "-s", type=int, choices=[2, 3, 4],
-                    help="upscale: the factor; encode: stdo's downscaling factor")
+    bt.add_argument(
+        "--scale", "-s", type=int, choices=[2, 3, 4], help="upscale: the factor; encode: stdo's downscaling factor"
+    )
     add_codec_options(bt, skip=("scale",))
     bt.add_argument("--method", default="auto", choices=["auto", "net", "classic"], help="dereflect: method")
     bt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_parallel_options(bt, "files ")
     bt.set_defaults(func=_cmd_batch)
 
-    d = sub.add_parser("decode", parents=[common, writes], help="decode an ncodec bitstream to a video or image file",
-                       description="Decode IN to OUT; the output type follows OUT's extension "
-                                   "(.mp4 .mov .mkv .webm .y4m .png). Audio is copied back unchanged.")  # fmt: skip
+    d = sub.add_parser(
+        "decode",
+        parents=[common, writes],
+        help="decode an ncodec bitstream to a video or image file",
+        description="Decode IN to OUT; the output type follows OUT's extension "
+        "(.mp4 .mov .mkv .webm .y4m .png). Audio is copied back unchanged.",
+    )
     d.add_argument("input", metavar="IN")
     d.add_argument("output", metavar="OUT")
     d.add_argument("--video-codec", choices=["h264", "h265", "av1", "ffv1"], help="codec of the output file")
@@ -343,9 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--preset", help="speed preset of the output file's encoder")
     d.add_argument("--reference", metavar="SRC", help="print PSNR / MS-SSIM of the decoded frames against SRC")
     d.add_argument("--frame", type=int, metavar="N", help="decode only frame N (0-based) into an image file OUT")
-    d.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_OUTPUT_PIXELS, metavar="N",
-                   help=f"refuse bitstreams that declare more decoded pixels, all frames together "
-                        f"(default {DEFAULT_MAX_OUTPUT_PIXELS:.0e}: a decompression-bomb guard)")  # fmt: skip
+    d.add_argument(
+        "--max-pixels",
+        type=float,
+        default=DEFAULT_MAX_OUTPUT_PIXELS,
+        metavar="N",
+        help=f"refuse bitstreams that declare more decoded pixels, all frames together "
+        f"(default {DEFAULT_MAX_OUTPUT_PIXELS:.0e}: a decompression-bomb guard)",
+    )
     d.set_defaults(func=_cmd_decode)
 
     i = sub.add_parser("info", parents=[common], help="describe an ncodec bitstream or a media file")
@@ -353,25 +464,39 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=_cmd_info)
 
-    b = sub.add_parser("bench", parents=[common], help="rate-distortion benchmark against the classical peers",
-                       description="Encode a clip (or a folder of images) with each codec at several quality "
-                                   "points; write JSON, a markdown table and an RD plot.")  # fmt: skip
+    b = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="rate-distortion benchmark against the classical peers",
+        description="Encode a clip (or a folder of images) with each codec at several quality "
+        "points; write JSON, a markdown table and an RD plot.",
+    )
     b.add_argument("input", metavar="CLIP_OR_FOLDER")
-    b.add_argument("--codecs", default="x264,x265,av1",
-                   help="comma-separated codec names; NAME:KEY=VALUE holds an encoder option fixed over the "
-                        "sweep (e.g. mlic:refine=100)")
+    b.add_argument(
+        "--codecs",
+        default="x264,x265,av1",
+        help="comma-separated codec names; NAME:KEY=VALUE holds an encoder option fixed over the "
+        "sweep (e.g. mlic:refine=100)",
+    )
     b.add_argument("--points", type=int, default=4, help="quality points per codec (default 4)")
     b.add_argument("--frames", type=int, help="use only the first N frames of a clip")
     b.add_argument("--out", default="bench-out", help="folder for results.json, results.md, rd.png")
     b.set_defaults(func=_cmd_bench)
-    u = sub.add_parser("upscale", parents=[common, writes], help="upscale an image or a video with ESPCN",
-                       description="Upscale IN by --scale into OUT (image: png/jpg/webp/...; video: "
-                                   ".mp4/.mkv/...; audio is copied).")  # fmt: skip
+    u = sub.add_parser(
+        "upscale",
+        parents=[common, writes],
+        help="upscale an image or a video with ESPCN",
+        description="Upscale IN by --scale into OUT (image: png/jpg/webp/...; video: .mp4/.mkv/...; audio is copied).",
+    )
     u.add_argument("input", metavar="IN")
     u.add_argument("output", metavar="OUT")
     u.add_argument("--scale", "-s", type=int, choices=[2, 3, 4], required=True)
-    u.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="network arithmetic; auto: bf16 on CPUs with native bf16 where it costs <= 0.05 dB")
+    u.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="network arithmetic; auto: bf16 on CPUs with native bf16 where it costs <= 0.05 dB",
+    )
     u.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     u.add_argument("--tile", type=int, default=720, help="tile side in input pixels for large pictures (0: never)")
     u.add_argument("--video-codec", choices=["h264", "h265", "av1", "ffv1"], help="codec of a video output")
@@ -381,39 +506,67 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--preset", help="speed preset of the video output's encoder")
     u.set_defaults(func=_cmd_upscale)
 
-    d = sub.add_parser("dereflect", parents=[common, writes], help="remove reflections from a photo taken through glass",
-                       description="Restore the scene behind the glass in the photo IN (up to 8K and beyond, "
-                                   "in tiles) and write OUT (png, jpg, webp, ...).")  # fmt: skip
+    d = sub.add_parser(
+        "dereflect",
+        parents=[common, writes],
+        help="remove reflections from a photo taken through glass",
+        description="Restore the scene behind the glass in the photo IN (up to 8K and beyond, "
+        "in tiles) and write OUT (png, jpg, webp, ...).",
+    )
     d.add_argument("input", metavar="IN")
     d.add_argument("output", metavar="OUT")
-    d.add_argument("--method", default="auto", choices=["auto", "net", "classic"],
-                   help="net: the trained network; classic: fast DCT-domain method (Yang et al. 2019); "
-                        "auto: net when its weights are installed")  # fmt: skip
+    d.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "net", "classic"],
+        help="net: the trained network; classic: fast DCT-domain method (Yang et al. 2019); "
+        "auto: net when its weights are installed",
+    )
     d.add_argument("--tile", type=int, default=512, help="net: tile side in pixels (default 512)")
-    d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger pictures (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
+    d.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger pictures (default {DEFAULT_MAX_PIXELS:,})",
+    )
     d.add_argument("--threshold", type=float, default=0.05, help="classic: gradient threshold (default 0.05)")
     d.set_defaults(func=_cmd_dereflect)
 
-    w = sub.add_parser("app", parents=[common], help="serve the browser app (Gradio)",
-                       description="Serve the upscale / restore / compress / video-codec web app.")  # fmt: skip
+    w = sub.add_parser(
+        "app",
+        parents=[common],
+        help="serve the browser app (Gradio)",
+        description="Serve the upscale / restore / compress / video-codec web app.",
+    )
     w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     w.add_argument("--port", type=int, default=7860)
     w.add_argument("--concurrency", type=int, default=1, help="jobs run at once; the rest wait in the queue")
     w.add_argument("--max-upload-mb", type=int, default=300, help="largest upload accepted (default 300 MB)")
     w.set_defaults(func=_cmd_app)
 
-    t = sub.add_parser("train", parents=[common], help="train a model with the project's recipe",
-                       description="Train MODEL on a folder of photos and write safetensors weights (fp16; MLIC's "
-                                   "large tensors int8) plus a JSON model card (OUT with .json).")  # fmt: skip
+    t = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model with the project's recipe",
+        description="Train MODEL on a folder of photos and write safetensors weights (fp16; MLIC's "
+        "large tensors int8) plus a JSON model card (OUT with .json).",
+    )
     t.add_argument("model", choices=["espcn", "mlic", "dereflect"])
     t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
-    t.add_argument("--config", default="small", choices=["small", "wide", "wider", "paper"],
-                   help="mlic: model size (default small; wide, wider: wider latents, --init with the "
-                        "weights of a narrower one grows them)")
+    t.add_argument(
+        "--config",
+        default="small",
+        choices=["small", "wide", "wider", "paper"],
+        help="mlic: model size (default small; wide, wider: wider latents, --init with the "
+        "weights of a narrower one grows them)",
+    )
     t.add_argument("--crop", type=int, help="mlic/dereflect: training crop side (default 128/160)")
-    t.add_argument("--zoom", type=float, default=1.0,
-                   help="mlic: half the crops shrunk from regions up to 1/ZOOM larger, for denser detail (default 1: off)")
+    t.add_argument(
+        "--zoom",
+        type=float,
+        default=1.0,
+        help="mlic: half the crops shrunk from regions up to 1/ZOOM larger, for denser detail (default 1: off)",
+    )
     t.add_argument("--data", required=True, help="folder of training photos (searched recursively)")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     t.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (default 20)")
@@ -424,8 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patch", type=int, help="LR training patch side (default 32)")
     t.add_argument("--batch", type=int, help="patches per step (espcn default 32, mlic 8)")
     t.add_argument("--lr", type=float, help="peak learning rate (default espcn 3e-4, mlic 1e-4)")
-    t.add_argument("--downscales", metavar="F,F,...",
-                   help="espcn: also train on every photo shrunk by these factors (e.g. 1,0.75,0.5)")
+    t.add_argument(
+        "--downscales",
+        metavar="F,F,...",
+        help="espcn: also train on every photo shrunk by these factors (e.g. 1,0.75,0.5)",
+    )
     t.add_argument("--init", metavar="WEIGHTS", help="start from these weights (e.g. the shipped ones), new schedule")
     t.set_defaults(func=_cmd_train)
     return p

@@ -167,7 +167,9 @@ def restore(path: str, method: str, progress=gr.Progress(track_tqdm=True)):
     if max(result.width, result.height) <= PREVIEW_SIDE:
         return (path, str(out)), info, str(out)
     # a reflection is a whole-picture matter: the slider shows both pictures scaled down
-    pair = [_scaled_preview(p, out.with_name(f"{out.stem}_{side}.jpg")) for p, side in ((path, "before"), (out, "after"))]
+    pair = [
+        _scaled_preview(p, out.with_name(f"{out.stem}_{side}.jpg")) for p, side in ((path, "before"), (out, "after"))
+    ]
     return tuple(pair), info + f" (the slider shows it at {PREVIEW_SIDE} px, the download is full size)", str(out)
 
 
@@ -211,8 +213,14 @@ def compress_image(path: str, level: float, progress=gr.Progress(track_tqdm=True
     seconds = time.perf_counter() - start
     rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     pixels = info.width * info.height
-    rows = [("MLIC", enc.bytes, metrics.psnr(rgb, cv2.cvtColor(cv2.imread(str(mlic_png)), cv2.COLOR_BGR2RGB)),
-             f"level {float(level):g}, {seconds:.1f} s")]  # fmt: skip
+    rows = [
+        (
+            "MLIC",
+            enc.bytes,
+            metrics.psnr(rgb, cv2.cvtColor(cv2.imread(str(mlic_png)), cv2.COLOR_BGR2RGB)),
+            f"level {float(level):g}, {seconds:.1f} s",
+        )
+    ]
     paths = [str(mlic_png)]
     for codec in ("jpeg", "webp"):
         data, out, q = _same_size_peer(rgb, codec, enc.bytes)
@@ -221,7 +229,8 @@ def compress_image(path: str, level: float, progress=gr.Progress(track_tqdm=True
         rows.append((codec.upper(), len(data), metrics.psnr(rgb, out), f"quality {q}"))
         paths.append(str(peer_png))
     table = "| codec | bytes | bpp | PSNR dB | setting |\n|---|---:|---:|---:|---|\n" + "\n".join(
-        f"| {name} | {size:,} | {size * 8 / pixels:.3f} | {psnr:.2f} | {setting} |" for name, size, psnr, setting in rows
+        f"| {name} | {size:,} | {size * 8 / pixels:.3f} | {psnr:.2f} | {setting} |"
+        for name, size, psnr, setting in rows
     )
     return *paths, table, str(bits)
 
@@ -253,8 +262,10 @@ def encode_video(path: str, codec: str, budget: float, progress=gr.Progress(trac
     enc = _run(encode_file, path, bits, codec, options=options, progress=True)
     dec = _run(decode_file, bits, back, reference=path, crf=16)
     q = dec.quality or {}
-    summary = (f"{codec}: {enc.bytes:,} bytes, {enc.kbps:.0f} kbit/s, PSNR {q.get('psnr', float('nan')):.2f} dB, "
-               f"MS-SSIM {q.get('ms_ssim', float('nan')):.4f}; encoded in {enc.seconds:.1f} s")  # fmt: skip
+    summary = (
+        f"{codec}: {enc.bytes:,} bytes, {enc.kbps:.0f} kbit/s, PSNR {q.get('psnr', float('nan')):.2f} dB, "
+        f"MS-SSIM {q.get('ms_ssim', float('nan')):.4f}; encoded in {enc.seconds:.1f} s"
+    )
     return summary, str(back), str(bits)
 
 
@@ -269,7 +280,9 @@ def decode_video(path: str, progress=gr.Progress(track_tqdm=True)):
         _fail(f"{Path(path).name} is not an ncodec bitstream")
     out = _job() / f"{Path(path).stem}.mp4"
     result = _run(decode_file, path, out, crf=16, max_pixels=MAX_DECODED_VIDEO_PIXELS)
-    return str(out), f"{info['frame_count']} frames {info['width']}x{info['height']} ({info['codec']}) in {result.seconds:.1f} s"
+    return str(
+        out
+    ), f"{info['frame_count']} frames {info['width']}x{info['height']} ({info['codec']}) in {result.seconds:.1f} s"
 
 
 def build():
@@ -285,8 +298,7 @@ def build():
             up_video = gr.Video(label="Upscaled video")
             up_info = gr.Markdown(elem_id="upscale-info")
             up_file = gr.File(label="Download")
-            up_go.click(upscale, [up_in, up_scale], [up_slider, up_video, up_info, up_file],
-                        api_name="upscale")  # fmt: skip
+            up_go.click(upscale, [up_in, up_scale], [up_slider, up_video, up_info, up_file], api_name="upscale")
         with gr.Tab("Restore"):
             with gr.Row():
                 re_in = gr.Image(label="Photo through glass", type="filepath", elem_id="restore-input")
@@ -305,8 +317,12 @@ def build():
                 ci_mlic, ci_jpeg, ci_webp = (gr.Image(label=n, type="filepath") for n in ("MLIC", "JPEG", "WebP"))
             ci_table = gr.Markdown(elem_id="compress-table")
             ci_bits = gr.File(label="MLIC bitstream (.bin)")
-            ci_go.click(compress_image, [ci_in, ci_level], [ci_mlic, ci_jpeg, ci_webp, ci_table, ci_bits],
-                        api_name="compress_image")  # fmt: skip
+            ci_go.click(
+                compress_image,
+                [ci_in, ci_level],
+                [ci_mlic, ci_jpeg, ci_webp, ci_table, ci_bits],
+                api_name="compress_image",
+            )
             gr.Markdown("### Decode an image bitstream")
             di_in = gr.File(label=".bin", file_types=[".bin"])
             di_go = gr.Button("Decode")
@@ -318,13 +334,17 @@ def build():
                 with gr.Column():
                     vc_codec = gr.Dropdown(video_codecs(), value=DEFAULT_VIDEO_CODEC, label="Codec")
                     budget = _shared_app_option(video_codecs(), "time_budget")
-                    vc_budget = gr.Number(value=VIDEO_BUDGET, label="Time budget of the neural codecs (s)",
-                                          info=budget.help, minimum=budget.low, maximum=MAX_VIDEO_BUDGET)
+                    vc_budget = gr.Number(
+                        value=VIDEO_BUDGET,
+                        label="Time budget of the neural codecs (s)",
+                        info=budget.help,
+                        minimum=budget.low,
+                        maximum=MAX_VIDEO_BUDGET,
+                    )
             vc_go = gr.Button("Encode", variant="primary")
             vc_info = gr.Markdown()
             vc_out, vc_bits = gr.Video(label="Decoded"), gr.File(label="Bitstream (.bin)")
-            vc_go.click(encode_video, [vc_in, vc_codec, vc_budget], [vc_info, vc_out, vc_bits],
-                        api_name="encode_video")  # fmt: skip
+            vc_go.click(encode_video, [vc_in, vc_codec, vc_budget], [vc_info, vc_out, vc_bits], api_name="encode_video")
             gr.Markdown("### Decode a video bitstream")
             dv_in = gr.File(label=".bin", file_types=[".bin"])
             dv_go = gr.Button("Decode")
@@ -333,8 +353,9 @@ def build():
     return demo
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1, block: bool = True,
-          max_upload: str = MAX_UPLOAD):  # fmt: skip
+def serve(
+    host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1, block: bool = True, max_upload: str = MAX_UPLOAD
+):
     """Build and launch the app; uploads and results stay in the app's temporary folder.
     Jobs beyond ``concurrency`` wait in the queue (at most 32 waiting; more are refused)."""
     root = app_root()
@@ -342,6 +363,13 @@ def serve(host: str = "127.0.0.1", port: int = 7860, concurrency: int = 1, block
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = build()
     demo.queue(default_concurrency_limit=concurrency, max_size=32)
-    demo.launch(server_name=host, server_port=port, max_file_size=max_upload, allowed_paths=[str(root)],
-                prevent_thread_lock=not block, quiet=True, show_error=True)  # fmt: skip
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=max_upload,
+        allowed_paths=[str(root)],
+        prevent_thread_lock=not block,
+        quiet=True,
+        show_error=True,
+    )
     return demo

@@ -1,6 +1,6 @@
 """Screenshots of the web app's four tabs for the README, each after a real run.
 
-    python benchmarks/app_screenshots.py --out docs
+python benchmarks/app_screenshots.py --out docs
 """
 
 from __future__ import annotations

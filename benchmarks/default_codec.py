@@ -27,8 +27,14 @@ def run(codec: str, src: str, tmp: Path, options: dict) -> dict:
     seconds = time.perf_counter() - start
     start = time.perf_counter()
     out = decode_file(bits, tmp / f"{codec}.mkv", lossless=True, reference=src)
-    return {"codec": codec, "options": options, "bytes": res.bytes, "kbps": res.kbps, "encode_s": seconds,
-            "decode_fps": out.frames / (time.perf_counter() - start)} | out.quality  # fmt: skip
+    return {
+        "codec": codec,
+        "options": options,
+        "bytes": res.bytes,
+        "kbps": res.kbps,
+        "encode_s": seconds,
+        "decode_fps": out.frames / (time.perf_counter() - start),
+    } | out.quality
 
 
 def main() -> None:
@@ -44,8 +50,12 @@ def main() -> None:
         rows.append(run("hnerv", args.clip, Path(tmp), {"time_budget": args.budget}))
         x264 = [run("x264", args.clip, Path(tmp), {"crf": crf}) for crf in range(20, 46, 3)]
         rows.append(min(x264, key=lambda r: abs(r["bytes"] - stdo["bytes"])))
-    result = {"date": datetime.date.today().isoformat(), "clip": args.clip, "rows": rows,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads"}  # fmt: skip
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "clip": args.clip,
+        "rows": rows,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads",
+    }
     lines = [
         f"Date: {result['date']}. Machine: {result['machine']}. Clip: `{args.clip}`.",
         f"Reproduce: `python benchmarks/default_codec.py --clip {args.clip} --budget {args.budget:g}`",
@@ -55,8 +65,10 @@ def main() -> None:
     ]
     for r in rows:
         opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "defaults"
-        lines.append(f"| {r['codec']} | {opts} | {r['bytes']:,} | {r['kbps']:.1f} | {r['psnr']:.2f} | "
-                     f"{r['psnr_y']:.2f} | {r['ms_ssim']:.4f} | {r['encode_s']:.0f} | {r['decode_fps']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {r['codec']} | {opts} | {r['bytes']:,} | {r['kbps']:.1f} | {r['psnr']:.2f} | "
+            f"{r['psnr_y']:.2f} | {r['ms_ssim']:.4f} | {r['encode_s']:.0f} | {r['decode_fps']:.1f} |"
+        )
     table = "\n".join(lines) + "\n"
     save_results(args.out, result, table)
     print(table)

@@ -25,14 +25,14 @@ import cv2
 import numpy as np
 import torch
 
+from ncodec.models.dereflector import dereflect_network
 from ncodec.models.nets.reflection_classic import suppress_reflection
+from ncodec.models.train.drivers import split_photos
 from ncodec.models.train.rrformer import synthesize
 from ncodec.video import metrics
 from ncodec.video.bench import save_results
-from ncodec.models.dereflector import dereflect_network
 from ncodec.video.dereflect import network_available
 from ncodec.video.images import read_image
-from ncodec.models.train.drivers import split_photos
 
 
 def methods() -> dict:
@@ -53,8 +53,11 @@ def score(pairs: list[tuple[np.ndarray, np.ndarray]], fns: dict) -> dict:
             out = fn(blend)
             psnrs.append(metrics.psnr(truth, out))
             ssims.append(metrics.ssim(truth, out))
-        rows[name] = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
-                      "psnr_each": [round(float(v), 3) for v in psnrs]}  # fmt: skip
+        rows[name] = {
+            "psnr": float(np.mean(psnrs)),
+            "ssim": float(np.mean(ssims)),
+            "psnr_each": [round(float(v), 3) for v in psnrs],
+        }
     return rows
 
 
@@ -80,11 +83,26 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
 def cli_run(src: Path, dst: Path, method: str) -> dict:
     """`ncodec dereflect` as a user runs it, in its own process: wall time (PNG read and
     write included) and the process's peak resident memory."""
-    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter();"
-               "r = subprocess.run(sys.argv[1:]); s = time.perf_counter() - t;"
-               "print(r.returncode, s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
-    cmd = [sys.executable, "-c", wrapper, sys.executable, "-m", "ncodec", "dereflect", str(src), str(dst),
-           "--method", method, "--quiet", "--overwrite"]  # fmt: skip
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.perf_counter();"
+        "r = subprocess.run(sys.argv[1:]); s = time.perf_counter() - t;"
+        "print(r.returncode, s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        wrapper,
+        sys.executable,
+        "-m",
+        "ncodec",
+        "dereflect",
+        str(src),
+        str(dst),
+        "--method",
+        method,
+        "--quiet",
+        "--overwrite",
+    ]
     code, seconds, rss_kib = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     if code != "0":
         raise RuntimeError(f"ncodec dereflect --method {method} failed on {src.name}")
@@ -101,31 +119,47 @@ def main() -> None:
     data = Path(args.data)
     fns = methods()
     folder = data / "eval/reflection/ceilnet_synthetic"
-    pairs = [(read_image(f)[0], read_image(f.with_name(f.name.replace("-input", "-label1")))[0])
-             for f in sorted(folder.glob("*-input.png"))]  # fmt: skip
-    result = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads",
-              "ceilnet": score(pairs, fns), "ceilnet_images": len(pairs),
-              "uhd_blends": score(uhd_blends(data, args.uhd_count, (3840, 2160)), fns)}  # fmt: skip
+    pairs = [
+        (read_image(f)[0], read_image(f.with_name(f.name.replace("-input", "-label1")))[0])
+        for f in sorted(folder.glob("*-input.png"))
+    ]
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads",
+        "ceilnet": score(pairs, fns),
+        "ceilnet_images": len(pairs),
+        "uhd_blends": score(uhd_blends(data, args.uhd_count, (3840, 2160)), fns),
+    }
     speed = []
     photo = read_image(split_photos(str(data / "train"))[1][-1])[0]
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in (("4K", (3840, 2160)), ("8K", (7680, 4320))):
             src = Path(tmp) / f"{name}.png"
-            cv2.imwrite(str(src), cv2.cvtColor(cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(
+                str(src), cv2.cvtColor(cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2BGR)
+            )
             for method in fns:
                 if method != "input":
                     speed.append({"picture": name, "method": method} | cli_run(src, Path(tmp) / "out.png", method))
     result["speed"] = speed
-    lines = [f"Date: {result['date']}. Machine: {result['machine']}.",
-             "Reproduce: `python benchmarks/dereflect_eval.py --data ../shared/data --out docs/bench/dereflect`", "",
-             "| method | CEILNet synthetic PSNR dB | SSIM | UHD blends PSNR dB | SSIM |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"Date: {result['date']}. Machine: {result['machine']}.",
+        "Reproduce: `python benchmarks/dereflect_eval.py --data ../shared/data --out docs/bench/dereflect`",
+        "",
+        "| method | CEILNet synthetic PSNR dB | SSIM | UHD blends PSNR dB | SSIM |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for m in fns:
         c, u = result["ceilnet"][m], result["uhd_blends"][m]
         lines.append(f"| {m} | {c['psnr']:.2f} | {c['ssim']:.4f} | {u['psnr']:.2f} | {u['ssim']:.4f} |")
     lines += ["", "| UHD blend | " + " | ".join(f"{m} PSNR dB" for m in fns) + " |", "|---|" + "---:|" * len(fns)]
     for i in range(args.uhd_count):
         lines.append(f"| {i + 1} | " + " | ".join(f"{result['uhd_blends'][m]['psnr_each'][i]:.2f}" for m in fns) + " |")
-    lines += ["", "| picture | method | seconds (CLI, PNG in and out) | peak RSS of the process MiB |", "|---|---|---:|---:|"]
+    lines += [
+        "",
+        "| picture | method | seconds (CLI, PNG in and out) | peak RSS of the process MiB |",
+        "|---|---|---:|---:|",
+    ]
     lines += [f"| {s['picture']} | {s['method']} | {s['seconds']:.1f} | {s['peak_rss_mib']:.0f} |" for s in speed]
     table = "\n".join(lines) + "\n"
     save_results(args.out, result, table)
@@ -134,8 +168,12 @@ def main() -> None:
 
         card_path = weights_path("rrformer").with_suffix(".json")
         card = json.loads(card_path.read_text())
-        card["scores"] = {"date": result["date"], "ceilnet_synthetic": result["ceilnet"],
-                          "ceilnet_images": result["ceilnet_images"], "uhd_blends": result["uhd_blends"]}  # fmt: skip
+        card["scores"] = {
+            "date": result["date"],
+            "ceilnet_synthetic": result["ceilnet"],
+            "ceilnet_images": result["ceilnet_images"],
+            "uhd_blends": result["uhd_blends"],
+        }
         card_path.write_text(json.dumps(card, indent=2))
     print(table)
 

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ncodec.models.nets.hnerv import HNeRV, make_config, pad_frames
-from ncodec.models.train.hnerv import fit
 from ncodec.models.nets.precision import bf16_useful
+from ncodec.models.train.hnerv import fit
 from ncodec.video import MediaReader
 from ncodec.video.bench import save_results
 
@@ -66,12 +66,18 @@ def main() -> None:
     cfg = make_config(h, w, args.size)
     frames = pad_frames(torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2), cfg)
     results = {
-        "date": datetime.date.today().isoformat(), "clip": args.clip, "frames": len(rgb), "size": f"{w}x{h}",
-        "decoder_parameters": args.size, "config": cfg.to_json(), "bf16_native": bf16_useful("cpu"),
+        "date": datetime.date.today().isoformat(),
+        "clip": args.clip,
+        "frames": len(rgb),
+        "size": f"{w}x{h}",
+        "decoder_parameters": args.size,
+        "config": cfg.to_json(),
+        "bf16_native": bf16_useful("cpu"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__} "
-                   f"({torch.get_num_threads()} threads)",
-        "ms_per_frame_epoch": {}, "psnr_after": {},
-    }  # fmt: skip
+        f"({torch.get_num_threads()} threads)",
+        "ms_per_frame_epoch": {},
+        "psnr_after": {},
+    }
     for name, fast in VARIANTS.items():
         results["ms_per_frame_epoch"][name] = ms_per_frame_epoch(cfg, frames, fast)
         print(name, f"{results['ms_per_frame_epoch'][name]:.0f} ms/frame-epoch", flush=True)
@@ -90,7 +96,8 @@ def main() -> None:
         f"Reproduce: `python benchmarks/hnerv_speed.py --clip {args.clip} --frames {args.frames} "
         f"--size {args.size} --budgets {args.budgets}`",
         "",
-        "| variant | ms per frame-epoch | speed-up |" + "".join(f" PSNR after {k} (epochs) |" for k in results["psnr_after"]),
+        "| variant | ms per frame-epoch | speed-up |"
+        + "".join(f" PSNR after {k} (epochs) |" for k in results["psnr_after"]),
         "|---|---:|---:|" + "---:|" * len(results["psnr_after"]),
     ]
     for name in VARIANTS:

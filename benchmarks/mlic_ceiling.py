@@ -52,8 +52,10 @@ def per_picture(weights: Path, names: list[str], pictures: list[torch.Tensor]) -
     print("|---|---:|---:|---:|---:|")
     for name, x in zip(names, pictures):
         dct = [psnr(d.forward_synthesis(d.forward_analysis(x)), x) for d in dcts]
-        print(f"| {name} | {psnr(model(x, top)['x_hat'], x):.2f} | {psnr(unquantized(model, x), x):.2f} | "
-              f"{dct[0]:.2f} | {dct[1]:.2f} |")
+        print(
+            f"| {name} | {psnr(model(x, top)['x_hat'], x):.2f} | {psnr(unquantized(model, x), x):.2f} | "
+            f"{dct[0]:.2f} | {dct[1]:.2f} |"
+        )
 
 
 def main() -> None:
@@ -76,15 +78,20 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for w in args.weights:
         r = ceiling_row(Path(w), pictures)
-        print(f"| {Path(w).name} | {r['M']} | {r['ceiling']:.2f} | "
-              + " | ".join(f"{r[f'level {lv}']:.2f}" for lv in range(4)) + " |")
+        print(
+            f"| {Path(w).name} | {r['M']} | {r['ceiling']:.2f} | "
+            + " | ".join(f"{r[f'level {lv}']:.2f}" for lv in range(4))
+            + " |"
+        )
     print("\nBlock-DCT (16x16, 3/4 of the coefficients luma, unquantized), the warm start's transform:\n")
     print("| coefficients per block (of 768) | PSNR dB |")
     print("|---:|---:|")
     with torch.no_grad():
         for m in (128, 192, 256, 320):
             dct = BlockDCT(m)
-            print(f"| {m} | {np.mean([psnr(dct.forward_synthesis(dct.forward_analysis(x)), x) for x in pictures]):.2f} |")
+            print(
+                f"| {m} | {np.mean([psnr(dct.forward_synthesis(dct.forward_analysis(x)), x) for x in pictures]):.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import numpy as np
 from ncodec.codec.image import compress, pad_to_multiple, shipped_model, to_tensor, to_uint8
 from ncodec.models.nets import count_parameters
 from ncodec.models.nets.mlicv2 import refine_latents
+from ncodec.models.train.drivers import split_photos
 from ncodec.models.zoo import weights_path
 from ncodec.video import bench, metrics
 from ncodec.video.images import read_image
-from ncodec.models.train.drivers import split_photos
 
 PEERS = ["jpeg", "webp", "x265", "av1"]
 
@@ -42,14 +42,18 @@ def heldout_folder(data: Path, dst: Path, count: int = 10) -> Path:
         rgb = read_image(f)[0]
         h, w = rgb.shape[:2]
         top, left = max(0, (h - 512) // 2), max(0, (w - 768) // 2)
-        cv2.imwrite(str(dst / f"{f.stem}.png"), cv2.cvtColor(rgb[top : top + 512, left : left + 768], cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(dst / f"{f.stem}.png"), cv2.cvtColor(rgb[top : top + 512, left : left + 768], cv2.COLOR_RGB2BGR)
+        )
     return dst
 
 
 def bd_against_peers(result: dict, codec: str = "mlic") -> dict:
     rows = result["rows"]
-    curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
-             for c in PEERS + [codec]}  # fmt: skip
+    curve = {
+        c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
+        for c in PEERS + [codec]
+    }
     out = {}
     for peer in PEERS:
         try:
@@ -69,8 +73,10 @@ def per_image(folder: Path, peer: str, dst: Path) -> dict:
         (one / f.name).symlink_to(f.resolve())
         bench.run(one, [peer, "mlic"], points=4, out_dir=one / "out")
         rows = json.loads((one / "out" / "results.json").read_text())["rows"]
-        curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
-                 for c in (peer, "mlic")}  # fmt: skip
+        curve = {
+            c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
+            for c in (peer, "mlic")
+        }
         try:
             bd = metrics.bd_rate(*curve[peer], *curve["mlic"])
         except ValueError:
@@ -80,8 +86,10 @@ def per_image(folder: Path, peer: str, dst: Path) -> dict:
 
 
 def per_image_table(result: dict, peer: str) -> list[str]:
-    lines = [f"| picture | BD-rate of mlic vs {peer} | mlic bpp / dB, levels 0..3 | {peer} bpp / dB |",
-             "|---|---:|---|---|"]  # fmt: skip
+    lines = [
+        f"| picture | BD-rate of mlic vs {peer} | mlic bpp / dB, levels 0..3 | {peer} bpp / dB |",
+        "|---|---:|---|---|",
+    ]
     for name, r in sorted(result.items(), key=lambda kv: -1e9 if kv[1]["bd_rate"] is None else kv[1]["bd_rate"]):
         bd = "–" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f}%"
         curve = lambda c: ", ".join(f"{b:.2f} / {p:.1f}" for b, p in zip(*r[c]))  # noqa: E731
@@ -103,21 +111,29 @@ def refinement(folder: Path, level: float, steps: int, count: int) -> list[dict]
             y = refine_latents(model32, x, level, n).double() if n else None
             seconds = time.perf_counter() - start
             coded, recon = compress(model64, x.double(), level, y)
-            entry[name] = {"bpp": 8 * (len(coded.y) + len(coded.z)) / (h * w),
-                           "psnr": metrics.psnr(rgb, to_uint8(recon, h, w)), "refine_s": seconds}  # fmt: skip
+            entry[name] = {
+                "bpp": 8 * (len(coded.y) + len(coded.z)) / (h * w),
+                "psnr": metrics.psnr(rgb, to_uint8(recon, h, w)),
+                "refine_s": seconds,
+            }
         rows.append(entry)
     return rows
 
 
 def refinement_table(refine: list[dict], steps: int, count: int) -> list[str]:
-    lines = [f"Refinement (`--refine {steps}`, level 1, first {count} Set14 images; encode time of the "
-             "refinement alone, float32, this machine's 2 threads):", "",
-             "| image | bpp | PSNR dB | refined bpp | refined PSNR dB | bpp change | PSNR change | refinement s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"Refinement (`--refine {steps}`, level 1, first {count} Set14 images; encode time of the "
+        "refinement alone, float32, this machine's 2 threads):",
+        "",
+        "| image | bpp | PSNR dB | refined bpp | refined PSNR dB | bpp change | PSNR change | refinement s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in refine:
         p, q = r["plain"], r["refined"]
-        lines.append(f"| {r['image']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {q['bpp']:.3f} | {q['psnr']:.2f} | "
-                     f"{100 * (q['bpp'] / p['bpp'] - 1):+.1f}% | {q['psnr'] - p['psnr']:+.2f} dB | {q['refine_s']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['image']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {q['bpp']:.3f} | {q['psnr']:.2f} | "
+            f"{100 * (q['bpp'] / p['bpp'] - 1):+.1f}% | {q['psnr'] - p['psnr']:+.2f} dB | {q['refine_s']:.0f} |"
+        )
     return lines
 
 
@@ -128,16 +144,25 @@ def refine_curves(data: Path, out: Path, steps: int, sets: list[str]) -> None:
         for name in sets:
             folder = data / "eval/sr/Set14" if name == "set14" else heldout_folder(data, Path(tmp))
             dst = out / f"{name}_refine{steps}"
-            command = (f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4" if name == "set14" else
-                       f"python benchmarks/mlic_rd.py --data {data} --refine-curve {steps} --sets heldout")  # temp folder
+            command = (
+                f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
+                if name == "set14"
+                else f"python benchmarks/mlic_rd.py --data {data} --refine-curve {steps} --sets heldout"
+            )  # temp folder
             table = bench.run(folder, codecs, points=4, out_dir=dst, command=command, progress=True)
             result = json.loads((dst / "results.json").read_text())
             bd = {c: bd_against_peers(result, c) for c in codecs[-2:]}
             (dst / "results.json").write_text(json.dumps(result | {"bd_rate_vs_peers": bd}, indent=2))
-            lines = ["", "BD-rate against each peer (PSNR; negative = fewer bits than the peer):", "",
-                     "| codec | " + " | ".join(PEERS) + " |", "|---|" + "---:|" * len(PEERS)]  # fmt: skip
-            lines += [f"| {c} | " + " | ".join("–" if v is None else f"{v:+.1f}%" for v in bd[c].values()) + " |"
-                      for c in bd]  # fmt: skip
+            lines = [
+                "",
+                "BD-rate against each peer (PSNR; negative = fewer bits than the peer):",
+                "",
+                "| codec | " + " | ".join(PEERS) + " |",
+                "|---|" + "---:|" * len(PEERS),
+            ]
+            lines += [
+                f"| {c} | " + " | ".join("–" if v is None else f"{v:+.1f}%" for v in bd[c].values()) + " |" for c in bd
+            ]
             (dst / "results.md").write_text(table + "\n".join(lines) + "\n")
             print(table + "\n".join(lines))
 
@@ -151,8 +176,12 @@ def main() -> None:
     ap.add_argument("--refine-only", action="store_true", help="measure only the refinement (refine.json, refine.md)")
     ap.add_argument("--update-card", action="store_true", help="write the BD-rates into the shipped model card")
     ap.add_argument("--per-image", metavar="PEER", help="only Set14's BD-rate against PEER picture by picture")
-    ap.add_argument("--refine-curve", type=int, metavar="STEPS",
-                    help="only the RD curves with and without --refine STEPS (into SET_refineSTEPS/)")
+    ap.add_argument(
+        "--refine-curve",
+        type=int,
+        metavar="STEPS",
+        help="only the RD curves with and without --refine STEPS (into SET_refineSTEPS/)",
+    )
     ap.add_argument("--sets", default="set14,heldout", help="--refine-curve: which sets (default set14,heldout)")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
@@ -180,34 +209,54 @@ def main() -> None:
         sets = {"set14": data / "eval/sr/Set14", "heldout": heldout_folder(data, Path(tmp))}
         titles = {"set14": "Set14", "heldout": "Ten held-out photos"}
         for name, folder in sets.items():
-            command = (f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4" if name == "set14" else
-                       f"python benchmarks/mlic_rd.py --data {data} --out {out}")  # the held-out folder is temporary
+            command = (
+                f"ncodec bench {folder} --codecs {','.join(codecs)} --points 4"
+                if name == "set14"
+                else f"python benchmarks/mlic_rd.py --data {data} --out {out}"
+            )  # the held-out folder is temporary
             bench.run(folder, codecs, points=4, out_dir=out / name, command=command, progress=True)
             result = json.loads((out / name / "results.json").read_text())
             bd = bd_against_peers(result)
             result["bd_rate_mlic_vs"] = bd
             scores[f"bd_rate_psnr_vs_peers_{name}"] = bd
             (out / name / "results.json").write_text(json.dumps(result, indent=2))
-            lines += [f"### {titles[name]}", "", (out / name / "results.md").read_text(), "BD-rate of mlic against each peer "
-                      "(PSNR; negative = mlic needs fewer bits):", "", "| peer | BD-rate of mlic |", "|---|---:|"]  # fmt: skip
+            lines += [
+                f"### {titles[name]}",
+                "",
+                (out / name / "results.md").read_text(),
+                "BD-rate of mlic against each peer (PSNR; negative = mlic needs fewer bits):",
+                "",
+                "| peer | BD-rate of mlic |",
+                "|---|---:|",
+            ]
             lines += [f"| {p} | {'–' if v is None else format(v, '+.1f') + '%'} |" for p, v in bd.items()] + [""]
         refine = refinement(data / "eval/sr/Set14", 1.0, args.refine_steps, args.refine_images)
     size = weights_path("mlic").stat().st_size
     card = json.loads(weights_path("mlic").with_suffix(".json").read_text())
-    lines += [f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB "
-              f"({card['weights']}).", ""]  # fmt: skip
+    lines += [
+        f"Model: {count_parameters(shipped_model()):,} parameters, weights file {size / 2**20:.1f} MiB "
+        f"({card['weights']}).",
+        "",
+    ]
     refine_lines = refinement_table(refine, args.refine_steps, args.refine_images)
     lines += refine_lines
-    lines += ["", "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods; "
-              "minutes and steps count from the first run, each continued run (`--init`) starting where the "
-              "previous one ended):", "",
-              "| run | minutes | step | " + " | ".join(f"level {lv} bpp / dB" for lv in range(4)) + " |",
-              "|---:|---:|---:|" + "---:|" * 4]  # fmt: skip
+    lines += [
+        "",
+        "Training curve (validation crops of the held-out photos, bpp/PSNR from the likelihoods; "
+        "minutes and steps count from the first run, each continued run (`--init`) starting where the "
+        "previous one ended):",
+        "",
+        "| run | minutes | step | " + " | ".join(f"level {lv} bpp / dB" for lv in range(4)) + " |",
+        "|---:|---:|---:|" + "---:|" * 4,
+    ]
     minutes = steps = 0
     for number, run in enumerate(card.get("previous_runs", []) + [card], 1):
         for h in run.get("history", []):  # cards written before 2026-12-02 kept no history of earlier runs
-            lines.append(f"| {number} | {minutes + h['seconds'] / 60:.0f} | {steps + h['step']} | "
-                         + " | ".join(f"{h['val'][str(lv)]['bpp']:.3f} / {h['val'][str(lv)]['psnr']:.2f}" for lv in range(4)) + " |")
+            lines.append(
+                f"| {number} | {minutes + h['seconds'] / 60:.0f} | {steps + h['step']} | "
+                + " | ".join(f"{h['val'][str(lv)]['bpp']:.3f} / {h['val'][str(lv)]['psnr']:.2f}" for lv in range(4))
+                + " |"
+            )
         minutes, steps = minutes + run["wall_seconds"] / 60, steps + run["steps"]
     if args.update_card:
         weights_path("mlic").with_suffix(".json").write_text(json.dumps(card | {"scores": scores}, indent=2))

@@ -39,8 +39,23 @@ CLUSTER = {"machines": 100, "cpus_per_machine": 2}
 
 def encode(clip: Path, out: Path, codec: str, extra: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ncodec", "encode", str(clip), str(out), "-c", codec, *CODECS[codec],
-                    *extra, "-q", "-y"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ncodec",
+            "encode",
+            str(clip),
+            str(out),
+            "-c",
+            codec,
+            *CODECS[codec],
+            *extra,
+            "-q",
+            "-y",
+        ],
+        check=True,
+    )
     return time.perf_counter() - start
 
 
@@ -53,10 +68,14 @@ def film_projection(seconds_per_frame: float, width: int, height: int) -> dict:
     per_segment = seconds_per_frame * FILM["segment_frames"] * (FILM["width"] * FILM["height"]) / (width * height)
     rounds = math.ceil(segments / CLUSTER["machines"])
     return {
-        "frames": frames, "segments": segments, "tasks": segments, "seconds_per_segment": per_segment,
-        "rounds": rounds, "cluster_hours": rounds * per_segment / 3600,
+        "frames": frames,
+        "segments": segments,
+        "tasks": segments,
+        "seconds_per_segment": per_segment,
+        "rounds": rounds,
+        "cluster_hours": rounds * per_segment / 3600,
         "one_machine_hours": segments * per_segment / 3600,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -65,9 +84,19 @@ def main() -> None:
     ap.add_argument("--out", default="docs/bench/parallel")
     args = ap.parse_args()
     info = probe(args.clip)
-    rows, result = [], {"clip": args.clip, "frames": info.frame_count, "width": info.width, "height": info.height,
-                        "cpus": available_cpus(), "machine": platform.processor() or platform.machine(),
-                        "date": datetime.date.today().isoformat(), "codecs": {}}  # fmt: skip
+    rows, result = (
+        [],
+        {
+            "clip": args.clip,
+            "frames": info.frame_count,
+            "width": info.width,
+            "height": info.height,
+            "cpus": available_cpus(),
+            "machine": platform.processor() or platform.machine(),
+            "date": datetime.date.today().isoformat(),
+            "codecs": {},
+        },
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for codec in CODECS:
             seconds, bits = {}, {}
@@ -79,10 +108,14 @@ def main() -> None:
             segments = math.ceil(info.frame_count / int(CODECS[codec][CODECS[codec].index("--segment-frames") + 1]))
             film = film_projection(seconds["1 worker"] / info.frame_count, info.width, info.height)
             result["codecs"][codec] = {
-                "options": CODECS[codec], "segments": segments, "seconds": seconds, "bytes": len(bits["2 workers"]),
+                "options": CODECS[codec],
+                "segments": segments,
+                "seconds": seconds,
+                "bytes": len(bits["2 workers"]),
                 "speedup": seconds["1 worker"] / seconds["2 workers"],
-                "identical_to_1_thread": bits["2 workers"] == bits["1 thread"], "film": film,
-            }  # fmt: skip
+                "identical_to_1_thread": bits["2 workers"] == bits["1 thread"],
+                "film": film,
+            }
             rows.append(
                 f"| {codec} `{' '.join(CODECS[codec])}` | {segments} | {seconds['1 worker']:.1f} | "
                 f"{seconds['2 workers']:.1f} | **{seconds['1 worker'] / seconds['2 workers']:.2f}×** | "
@@ -108,8 +141,10 @@ def main() -> None:
     ]
     for codec, r in result["codecs"].items():
         f = r["film"]
-        film_rows.append(f"| {codec} | {f['frames']:,} | {f['segments']:,} | {f['seconds_per_segment']:,.0f} | "
-                         f"{f['one_machine_hours']:,.0f} h | {f['cluster_hours']:,.1f} h ({f['rounds']} rounds) |")  # fmt: skip
+        film_rows.append(
+            f"| {codec} | {f['frames']:,} | {f['segments']:,} | {f['seconds_per_segment']:,.0f} | "
+            f"{f['one_machine_hours']:,.0f} h | {f['cluster_hours']:,.1f} h ({f['rounds']} rounds) |"
+        )
     table = "\n".join(head + rows + film_rows) + "\n"
     save_results(args.out, result, table)
     print(table)

@@ -42,8 +42,11 @@ def shipped_path(model: FastESPCN, compiled_graph: bool):
 def evaluate(data: Path, scale: int, sets: list[str]) -> dict:
     fp32 = load_espcn(scale)
     fast = FastESPCN(fp32, "bf16", "studio").to(memory_format=torch.channels_last)
-    variants = {"espcn_fp32": fp32, "espcn_bf16": shipped_path(fast, False),
-                "espcn_bf16_compiled": shipped_path(fast, True)}  # fmt: skip
+    variants = {
+        "espcn_fp32": fp32,
+        "espcn_bf16": shipped_path(fast, False),
+        "espcn_bf16_compiled": shipped_path(fast, True),
+    }
     out = {}
     for name in sets:
         rows = {"bicubic": []} | {k: [] for k in variants}

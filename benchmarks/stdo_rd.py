@@ -30,8 +30,7 @@ import cv2
 
 from ncodec.codec.container import ContainerReader, unpack_chunks
 from ncodec.codec.stdo import downscale
-from ncodec.video import MediaReader, VideoWriter, encode_file
-from ncodec.video import metrics
+from ncodec.video import MediaReader, VideoWriter, encode_file, metrics
 from ncodec.video.bench import PeakMemory, _decode_and_measure, markdown, plot, save_results
 
 LR_CRFS = [34, 30, 26, 22]
@@ -57,11 +56,19 @@ def row(codec: str, setting: str, bits: Path, src: Path, encode_seconds: float, 
         info = ref.info
     size = bits.stat().st_size
     return {
-        "codec": codec, "setting": setting, "bytes": size, "frames": n,
-        "kbps": metrics.kbps(size, n, info.fps), "bpp": metrics.bpp(size, info.width, info.height, n),
-        "psnr": q["psnr"], "psnr_y": q["psnr_y"], "ms_ssim": q["ms_ssim"], "encode_fps": n / encode_seconds,
-        "decode_fps": n / dec_seconds, "encode_peak_mib": peak,
-    }  # fmt: skip
+        "codec": codec,
+        "setting": setting,
+        "bytes": size,
+        "frames": n,
+        "kbps": metrics.kbps(size, n, info.fps),
+        "bpp": metrics.bpp(size, info.width, info.height, n),
+        "psnr": q["psnr"],
+        "psnr_y": q["psnr_y"],
+        "ms_ssim": q["ms_ssim"],
+        "encode_fps": n / encode_seconds,
+        "decode_fps": n / dec_seconds,
+        "encode_peak_mib": peak,
+    }
 
 
 def lr_bicubic(lr_bits: Path, src: Path, scale: int) -> dict:
@@ -125,19 +132,39 @@ def bench_clip(clip: Path, frames: int, scale: int, chunks: int, steps: int, tmp
         seconds = time.perf_counter() - start
         q = lr_bicubic(lr_bits, src, scale)
         size = lr_bits.stat().st_size
-        rows.append({"codec": "LR x264 + bicubic", "setting": f"lr crf={crf}", "bytes": size,
-                     "frames": q["frames"], "kbps": metrics.kbps(size, q["frames"], info.fps),
-                     "bpp": metrics.bpp(size, info.width, info.height, q["frames"]), "psnr": q["psnr"],
-                     "psnr_y": q["psnr_y"], "ms_ssim": q["ms_ssim"], "encode_fps": q["frames"] / seconds,
-                     "decode_fps": q["decode_fps"], "encode_peak_mib": None})  # fmt: skip
+        rows.append(
+            {
+                "codec": "LR x264 + bicubic",
+                "setting": f"lr crf={crf}",
+                "bytes": size,
+                "frames": q["frames"],
+                "kbps": metrics.kbps(size, q["frames"], info.fps),
+                "bpp": metrics.bpp(size, info.width, info.height, q["frames"]),
+                "psnr": q["psnr"],
+                "psnr_y": q["psnr_y"],
+                "ms_ssim": q["ms_ssim"],
+                "encode_fps": q["frames"] / seconds,
+                "decode_fps": q["decode_fps"],
+                "encode_peak_mib": None,
+            }
+        )
         label["stdo"] = f"STDO k={chunks}"
         bits = encode("stdo", f"lr crf={crf}", base | {"crf": crf, "chunks": chunks, "steps": steps})
         rows[-1]["model_share"] = model_bytes(bits) / bits.stat().st_size
         label["stdo"] = "STDO joint"
-        bits = encode("stdo", f"lr crf={crf} joint", base | {"crf": crf, "chunks": chunks, "joint": True, "steps": steps})
+        bits = encode(
+            "stdo", f"lr crf={crf} joint", base | {"crf": crf, "chunks": chunks, "joint": True, "steps": steps}
+        )
         rows[-1]["model_share"] = model_bytes(bits) / bits.stat().st_size
-    return {"input": str(clip), "kind": "video", "width": info.width, "height": info.height, "fps": float(info.fps),
-            "frames": rows[0]["frames"], "rows": rows}  # fmt: skip
+    return {
+        "input": str(clip),
+        "kind": "video",
+        "width": info.width,
+        "height": info.height,
+        "fps": float(info.fps),
+        "frames": rows[0]["frames"],
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -149,17 +176,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="training steps per STDO model")
     ap.add_argument("--out", default="docs/bench/stdo")
     args = ap.parse_args()
-    command = (f"python benchmarks/stdo_rd.py --clips {args.clips} --frames {args.frames} --scale {args.scale} "
-               f"--chunks {args.chunks} --steps {args.steps}")  # fmt: skip
+    command = (
+        f"python benchmarks/stdo_rd.py --clips {args.clips} --frames {args.frames} --scale {args.scale} "
+        f"--chunks {args.chunks} --steps {args.steps}"
+    )
     tables, results = [], []
     with tempfile.TemporaryDirectory(prefix="ncodec-stdo-") as tmp:
         for clip in args.clips.split(","):
             result = bench_clip(Path(clip), args.frames, args.scale, args.chunks, args.steps, Path(tmp))
-            result |= {"date": datetime.date.today().isoformat(), "command": command,
-                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads"}  # fmt: skip
+            result |= {
+                "date": datetime.date.today().isoformat(),
+                "command": command,
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads",
+            }
             results.append(result)
             table = markdown(result, command)
-            shares = [f"{r['codec']} {r['setting']}: {100 * r['model_share']:.0f}%" for r in result["rows"] if "model_share" in r]
+            shares = [
+                f"{r['codec']} {r['setting']}: {100 * r['model_share']:.0f}%"
+                for r in result["rows"]
+                if "model_share" in r
+            ]
             table += "\nModel bytes (weights + chunk map) as a share of the STDO bitstream: " + "; ".join(shares) + "\n"
             tables.append(table)
             out = Path(args.out) / Path(clip).stem

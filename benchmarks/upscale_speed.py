@@ -83,8 +83,10 @@ def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
 def network_gmac(scale: int, w: int, h: int) -> float:
     """Multiply-accumulates of one w x h frame through ESPCN (every conv, per LR pixel)."""
     model = load_espcn(scale)
-    per_pixel = sum(c.in_channels * c.out_channels * c.kernel_size[0] * c.kernel_size[1]
-                    for c in (model.conv1, model.conv2, model.conv3))  # fmt: skip
+    per_pixel = sum(
+        c.in_channels * c.out_channels * c.kernel_size[0] * c.kernel_size[1]
+        for c in (model.conv1, model.conv2, model.conv3)
+    )
     return per_pixel * w * h / 1e9
 
 
@@ -131,9 +133,13 @@ def end_to_end(src: Path, scale: int, out_dir: Path, preset: str, crf: int) -> d
     bicubic in a simple loop, against `ncodec upscale` (compiled network, decoding overlapped,
     4:2:0 planes)."""
     res = {}
-    for name, upscale in (("plain fp32 eager", PlainUpscaler(scale).upscale),
-                          ("OpenCV bicubic", lambda f: cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale),
-                                                                  interpolation=cv2.INTER_CUBIC))):  # fmt: skip
+    for name, upscale in (
+        ("plain fp32 eager", PlainUpscaler(scale).upscale),
+        (
+            "OpenCV bicubic",
+            lambda f: cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale), interpolation=cv2.INTER_CUBIC),
+        ),
+    ):
         start = time.perf_counter()
         with MediaReader(src) as reader:
             w, h = reader.info.width * scale, reader.info.height * scale
@@ -160,23 +166,33 @@ def main() -> None:
     with MediaReader(args.clip) as r:
         source = [f for _, f in zip(range(args.frames), r.frames())]
     presets = args.presets.split(",")
-    results = {"date": datetime.date.today().isoformat(), "clip": args.clip, "frames": len(source),
-               "machine": f"{platform.machine()} {cpu_name()}, {os.cpu_count()} CPU threads, torch {torch.__version__} "
-                          f"({torch.get_num_threads()} threads)", "cases": [],
-               "gemm_gmac_per_s": {str(dt).removeprefix("torch."): gemm_peak(dt) for dt in (torch.float32, torch.bfloat16, torch.int8)}}  # fmt: skip
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "clip": args.clip,
+        "frames": len(source),
+        "machine": f"{platform.machine()} {cpu_name()}, {os.cpu_count()} CPU threads, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads)",
+        "cases": [],
+        "gemm_gmac_per_s": {
+            str(dt).removeprefix("torch."): gemm_peak(dt) for dt in (torch.float32, torch.bfloat16, torch.int8)
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for scale, w, h in CASES:
             frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in source]
             whole = {
-                "OpenCV bicubic": fps_of(lambda f: cv2.resize(f, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), frames),
+                "OpenCV bicubic": fps_of(
+                    lambda f: cv2.resize(f, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), frames
+                ),
                 "plain fp32 eager": fps_of(PlainUpscaler(scale).upscale, frames),
-            }  # fmt: skip
+            }
             for precision in ("fp32", "bf16"):
                 whole[f"ncodec Upscaler {precision}"] = fps_of(Upscaler(scale, precision=precision).upscale, frames)
                 compiled = Upscaler(scale, precision=precision, compile=True)
                 whole[f"ncodec Upscaler {precision} compiled"] = fps_of(compiled.upscale, frames, warmup=3)
                 whole[f"ncodec Upscaler {precision} compiled, 4:2:0 planes"] = fps_of(
-                    compiled.upscale_yuv420, [yuv420_planes(f) for f in frames], warmup=3)  # fmt: skip
+                    compiled.upscale_yuv420, [yuv420_planes(f) for f in frames], warmup=3
+                )
             net = network_only(scale, frames)
             clip = Path(tmp) / f"in_{w}x{h}.mp4"
             with VideoWriter(clip, w, h, r.info.fps, crf=16, preset="fast") as writer:
@@ -185,9 +201,17 @@ def main() -> None:
             e2e = {}
             for preset in presets:
                 e2e |= end_to_end(clip, scale, Path(tmp), preset, args.crf)
-            results["cases"].append({"scale": scale, "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}",
-                                     "gmac_per_frame": network_gmac(scale, w, h),
-                                     "network_only": net, "whole_frame": whole, "end_to_end": e2e})  # fmt: skip
+            results["cases"].append(
+                {
+                    "scale": scale,
+                    "input": f"{w}x{h}",
+                    "output": f"{w * scale}x{h * scale}",
+                    "gmac_per_frame": network_gmac(scale, w, h),
+                    "network_only": net,
+                    "whole_frame": whole,
+                    "end_to_end": e2e,
+                }
+            )
             print(results["cases"][-1], flush=True)
     lines = [
         f"Date: {results['date']}. Machine: {results['machine']}. {len(source)} frames of `{args.clip}` resized to "
@@ -199,20 +223,30 @@ def main() -> None:
     ]
     for c in results["cases"]:
         case = f"×{c['scale']} {c['input']} → {c['output']}"
-        for stage, key, base in (("network only (Y)", "network_only", "plain fp32 eager (NCHW)"),
-                                 ("SR, whole frame", "whole_frame", "plain fp32 eager"),
-                                 ("decode + SR + encode", "end_to_end", "plain fp32 eager")):  # fmt: skip
+        for stage, key, base in (
+            ("network only (Y)", "network_only", "plain fp32 eager (NCHW)"),
+            ("SR, whole frame", "whole_frame", "plain fp32 eager"),
+            ("decode + SR + encode", "end_to_end", "plain fp32 eager"),
+        ):
             for name, fps in c[key].items():
                 preset = name.partition(", x264 ")[2]  # end to end: against the baseline at the same preset
                 base_fps = c[key][f"{base}, x264 {preset}" if preset else base]
                 lines.append(f"| {case} | {stage} | {name} | {fps:.1f} | {fps / base_fps:.2f}× |")
-    lines += ["", "The bound: the network's work per frame at this machine's matrix-product rate (same run).", "",
-              "| case | GMAC per frame | " + " | ".join(f"fps at the {dt} GEMM rate ({g:.0f} GMAC/s)"
-                                                       for dt, g in results["gemm_gmac_per_s"].items()) + " |",
-              "|---|---:|" + "---:|" * len(results["gemm_gmac_per_s"])]  # fmt: skip
+    lines += [
+        "",
+        "The bound: the network's work per frame at this machine's matrix-product rate (same run).",
+        "",
+        "| case | GMAC per frame | "
+        + " | ".join(f"fps at the {dt} GEMM rate ({g:.0f} GMAC/s)" for dt, g in results["gemm_gmac_per_s"].items())
+        + " |",
+        "|---|---:|" + "---:|" * len(results["gemm_gmac_per_s"]),
+    ]
     for c in results["cases"]:
-        lines.append(f"| ×{c['scale']} {c['input']} → {c['output']} | {c['gmac_per_frame']:.2f} | "
-                     + " | ".join(f"{g / c['gmac_per_frame']:.1f}" for g in results["gemm_gmac_per_s"].values()) + " |")
+        lines.append(
+            f"| ×{c['scale']} {c['input']} → {c['output']} | {c['gmac_per_frame']:.2f} | "
+            + " | ".join(f"{g / c['gmac_per_frame']:.1f}" for g in results["gemm_gmac_per_s"].values())
+            + " |"
+        )
     table = "\n".join(lines) + "\n"
     save_results(args.out, results, table)
     print(table)

@@ -91,8 +91,14 @@ def ffmpeg_packet(data: bytes) -> av.Packet:
 def crf_option(encoder: str, default: int | None = None) -> Option:
     """The --crf of an encoder of ENCODERS, with its range (AV1 0..63, x264/x265 0..51)."""
     high = 63 if encoder == "av1" else 51
-    return Option("crf", int, ENCODERS[encoder][1] if default is None else default,
-                  "constant rate factor: lower is better quality and more bytes", low=0, high=high)
+    return Option(
+        "crf",
+        int,
+        ENCODERS[encoder][1] if default is None else default,
+        "constant rate factor: lower is better quality and more bytes",
+        low=0,
+        high=high,
+    )
 
 
 def preset_option(encoder: str) -> Option:
@@ -102,8 +108,9 @@ def preset_option(encoder: str) -> Option:
 
 
 class ClassicalCodec(Codec):
-    def __init__(self, name: str, tag: str, encoder: str, decoder: str, description: str, qualities: dict,
-                 min_side: int = 2):
+    def __init__(
+        self, name: str, tag: str, encoder: str, decoder: str, description: str, qualities: dict, min_side: int = 2
+    ):
         self.name, self.tag, self.description = name, tag, description
         self.min_side = min_side  # smallest coded width/height the encoder handles safely
         self.encoder = encoder  # key of ENCODERS: h264 | h265 | av1
@@ -181,19 +188,32 @@ class ClassicalCodec(Codec):
 
 X264 = register(
     ClassicalCodec(
-        "x264", "x264", "h264", "h264", "H.264/AVC by x264 (reference)",
+        "x264",
+        "x264",
+        "h264",
+        "h264",
+        "H.264/AVC by x264 (reference)",
         {"low": 32, "medium": 26, "high": 21, "best": 16},
     )
 )
 X265 = register(
     ClassicalCodec(
-        "x265", "x265", "h265", "hevc", "H.265/HEVC by x265 (reference)",
-        {"low": 34, "medium": 28, "high": 23, "best": 18}, min_side=64,
+        "x265",
+        "x265",
+        "h265",
+        "hevc",
+        "H.265/HEVC by x265 (reference)",
+        {"low": 34, "medium": 28, "high": 23, "best": 18},
+        min_side=64,
     )
 )
 AV1 = register(
     ClassicalCodec(
-        "av1", "av1 ", "av1", "libdav1d", "AV1 by SVT-AV1, decoded by dav1d (reference)",
+        "av1",
+        "av1 ",
+        "av1",
+        "libdav1d",
+        "AV1 by SVT-AV1, decoded by dav1d (reference)",
         {"low": 45, "medium": 36, "high": 28, "best": 20},
     )
 )

@@ -112,11 +112,21 @@ class StreamHeader:
             raise BitstreamError(f"codec parameters take {len(params)} bytes, more than {MAX_PARAMS_BYTES}")
         c = self.colour
         fixed = _FIXED.pack(
-            MAGIC, *VERSION, self.codec.encode("ascii"), self.width, self.height,
-            self.fps.numerator, self.fps.denominator, self.frame_count,
-            c.primaries, c.transfer, c.matrix, c.range,
-            FLAG_AUDIO if self.has_audio else 0, len(params),
-        )  # fmt: skip
+            MAGIC,
+            *VERSION,
+            self.codec.encode("ascii"),
+            self.width,
+            self.height,
+            self.fps.numerator,
+            self.fps.denominator,
+            self.frame_count,
+            c.primaries,
+            c.transfer,
+            c.matrix,
+            c.range,
+            FLAG_AUDIO if self.has_audio else 0,
+            len(params),
+        )
         body = fixed + params
         return body + _CRC.pack(zlib.crc32(body))
 
@@ -135,8 +145,9 @@ def read_header(f: BinaryIO) -> StreamHeader:
         raise BitstreamError("not an ncodec bitstream (bad magic bytes)")
     if len(fixed) != _FIXED.size:
         raise BitstreamError("file is truncated inside the header")
-    (_, major, minor, tag, width, height, fps_num, fps_den, frames,
-     prim, trc, matrix, rng, flags, params_len) = _FIXED.unpack(fixed)  # fmt: skip
+    (_, major, minor, tag, width, height, fps_num, fps_den, frames, prim, trc, matrix, rng, flags, params_len) = (
+        _FIXED.unpack(fixed)
+    )
     if major != VERSION[0]:
         raise BitstreamError(
             f"bitstream format version {major}.{minor} is not supported by this ncodec "
@@ -154,9 +165,15 @@ def read_header(f: BinaryIO) -> StreamHeader:
     if fps_den == 0:
         raise BitstreamError("header is corrupted (frame rate denominator is zero)")
     header = StreamHeader(
-        codec=codec, width=width, height=height, fps=Fraction(fps_num, fps_den), frame_count=frames,
-        colour=Colour(prim, trc, matrix, rng), has_audio=bool(flags & FLAG_AUDIO), params=params,
-    )  # fmt: skip
+        codec=codec,
+        width=width,
+        height=height,
+        fps=Fraction(fps_num, fps_den),
+        frame_count=frames,
+        colour=Colour(prim, trc, matrix, rng),
+        has_audio=bool(flags & FLAG_AUDIO),
+        params=params,
+    )
     header.validate()
     if header.frame_count == 0:  # a writer finishes a file only after at least one frame
         raise BitstreamError("the bitstream declares no frames")

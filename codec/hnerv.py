@@ -112,8 +112,11 @@ def _prune_masks(model, fraction: float) -> dict:
     if fraction <= 0:
         return {}
     magnitudes = torch.cat([w.detach().abs().ravel() for w in weights.values()])
-    threshold = torch.quantile(magnitudes, fraction) if magnitudes.numel() < 16_000_000 else magnitudes.kthvalue(
-        max(1, int(fraction * magnitudes.numel()))).values  # fmt: skip
+    threshold = (
+        torch.quantile(magnitudes, fraction)
+        if magnitudes.numel() < 16_000_000
+        else magnitudes.kthvalue(max(1, int(fraction * magnitudes.numel()))).values
+    )
     masks = {name: (w.detach().abs() > threshold).float() for name, w in weights.items()}
     with torch.no_grad():
         named = dict(model.named_parameters())
@@ -134,14 +137,27 @@ class HNeRVCodec(SegmentedCodec):
     }
 
     options = (
-        Option("size", int, 300_000, "decoder parameters (the model's size)", low=10_000,
-               high=MAX_DECODER_PARAMETERS),
+        Option("size", int, 300_000, "decoder parameters (the model's size)", low=10_000, high=MAX_DECODER_PARAMETERS),
         Option("segment_frames", int, 120, "frames per independently fitted segment", low=1, high=MAX_SEGMENT_FRAMES),
         Option("loss", str, "l2", "fitting loss", choices=("l2", "l1+ms-ssim")),
-        Option("epochs", int, 150, "fitting epochs per segment when no time budget is given", low=1, high=100_000,
-               encoder_only=True),
-        Option("prune", float, 0.1, "share of the decoder's weights pruned before the final fine-tune", low=0.0,
-               high=0.95, encoder_only=True),
+        Option(
+            "epochs",
+            int,
+            150,
+            "fitting epochs per segment when no time budget is given",
+            low=1,
+            high=100_000,
+            encoder_only=True,
+        ),
+        Option(
+            "prune",
+            float,
+            0.1,
+            "share of the decoder's weights pruned before the final fine-tune",
+            low=0.0,
+            high=0.95,
+            encoder_only=True,
+        ),
         TIME_BUDGET,
         SEED,
     )
@@ -152,8 +168,12 @@ class HNeRVCodec(SegmentedCodec):
         s = self.settings(options)
         cfg = make_config(height, width, s["size"])
         return {
-            "config": cfg.to_json(), "size": s["size"], "segment_frames": s["segment_frames"], "loss": s["loss"],
-            "weight_bits": 8, "emb_bits": 8,
+            "config": cfg.to_json(),
+            "size": s["size"],
+            "segment_frames": s["segment_frames"],
+            "loss": s["loss"],
+            "weight_bits": 8,
+            "emb_bits": 8,
         }
 
     def _config(self, header: StreamHeader):
@@ -163,10 +183,16 @@ class HNeRVCodec(SegmentedCodec):
             cfg = HNeRVConfig.from_json(header.params["config"])
         except (KeyError, TypeError, ValueError) as e:
             raise BitstreamError(f"HNeRV parameters are corrupted ({e})") from None
-        if (cfg.height, cfg.width) != (math.ceil(header.height / math.prod(cfg.strides)) * math.prod(cfg.strides),
-                                       math.ceil(header.width / math.prod(cfg.strides)) * math.prod(cfg.strides)):
-            raise BitstreamError("HNeRV architecture does not match the picture size")  # fmt: skip
-        if not 1 <= len(cfg.strides) <= 8 or len(cfg.widths) != len(cfg.strides) + 1 or len(cfg.kernels) != len(cfg.strides):
+        if (cfg.height, cfg.width) != (
+            math.ceil(header.height / math.prod(cfg.strides)) * math.prod(cfg.strides),
+            math.ceil(header.width / math.prod(cfg.strides)) * math.prod(cfg.strides),
+        ):
+            raise BitstreamError("HNeRV architecture does not match the picture size")
+        if (
+            not 1 <= len(cfg.strides) <= 8
+            or len(cfg.widths) != len(cfg.strides) + 1
+            or len(cfg.kernels) != len(cfg.strides)
+        ):
             raise BitstreamError("HNeRV architecture is inconsistent")
         if min(cfg.widths) < 1 or min(cfg.kernels) < 1 or not 1 <= cfg.embed_channels <= 64:
             raise BitstreamError("HNeRV architecture is corrupted")
@@ -202,31 +228,55 @@ class HNeRVCodec(SegmentedCodec):
         model = HNeRV(cfg).to(device)
         share = len(rgb) / max(header.frame_count, 1)
         budget = run["time_budget"] * share if run["time_budget"] else None
-        bar = tqdm(total=100, desc=f"fit {len(rgb)} frames", unit="%", file=sys.stderr, leave=False,
-                   disable=not runtime.get("progress"), bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")  # fmt: skip
+        bar = tqdm(
+            total=100,
+            desc=f"fit {len(rgb)} frames",
+            unit="%",
+            file=sys.stderr,
+            leave=False,
+            disable=not runtime.get("progress"),
+            bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
+        )
 
         def report(entry: dict, progress: float) -> None:
             bar.n = min(99, int(progress * 100))
             bar.set_postfix(epoch=entry["epoch"], psnr=f"{entry['psnr']:.2f}")
 
         loss = p.get("loss", "l2")
-        fit(model, frames, epochs=run["epochs"], time_budget=budget * 0.9 if budget else None, seed=run["seed"],
-            loss=loss, on_epoch=report)  # fmt: skip
+        fit(
+            model,
+            frames,
+            epochs=run["epochs"],
+            time_budget=budget * 0.9 if budget else None,
+            seed=run["seed"],
+            loss=loss,
+            on_epoch=report,
+        )
         masks = _prune_masks(model, run["prune"])
         if masks:  # a short fine-tune lets the remaining weights compensate
-            fit(model, frames, epochs=max(1, run["epochs"] // 10), time_budget=budget * 0.1 if budget else None,
-                lr=5e-4, seed=run["seed"] + 1, loss=loss, masks=masks)  # fmt: skip
+            fit(
+                model,
+                frames,
+                epochs=max(1, run["epochs"] // 10),
+                time_budget=budget * 0.1 if budget else None,
+                lr=5e-4,
+                seed=run["seed"] + 1,
+                loss=loss,
+                masks=masks,
+            )
         bar.close()
         model.eval()
         with torch.inference_mode():
             emb = torch.cat([model.encoder(b.float() / 255) for b in frames.split(DECODE_BATCH)]).cpu()
         q, lo, step = _quantize_embeddings(emb, p["emb_bits"])
         state = {k: v.cpu() for k, v in model.decoder.state_dict().items()}
-        payload = pack_chunks([
-            json.dumps({"frames": len(rgb), "emb_min": lo, "emb_step": step, "emb_bits": p["emb_bits"]}).encode(),
-            encode_state(state, p["weight_bits"]),
-            encode_symbols(q),
-        ])  # fmt: skip
+        payload = pack_chunks(
+            [
+                json.dumps({"frames": len(rgb), "emb_min": lo, "emb_step": step, "emb_bits": p["emb_bits"]}).encode(),
+                encode_state(state, p["weight_bits"]),
+                encode_symbols(q),
+            ]
+        )
         return payload
 
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:

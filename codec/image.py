@@ -149,7 +149,6 @@ def pad_to_multiple(x, multiple: int):
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
 
 
-
 # -- the registered codec ------------------------------------------------------------------
 
 LEVELS = (0.0, 3.0)  # range of the rate level (MLICv2.LAMBDAS has one lambda per integer level)
@@ -204,10 +203,24 @@ class MLICCodec(Codec):
 
     media = "image"
     options = (
-        Option("level", float, 1.0, "rate level, 0 (smallest) .. 3 (best); fractions interpolate", low=LEVELS[0],
-               high=LEVELS[1], in_app=True),
-        Option("refine", int, 0, "steps of per-image latent refinement (SGA) at encode time", low=0,
-               high=MAX_REFINE_STEPS, encoder_only=True),
+        Option(
+            "level",
+            float,
+            1.0,
+            "rate level, 0 (smallest) .. 3 (best); fractions interpolate",
+            low=LEVELS[0],
+            high=LEVELS[1],
+            in_app=True,
+        ),
+        Option(
+            "refine",
+            int,
+            0,
+            "steps of per-image latent refinement (SGA) at encode time",
+            low=0,
+            high=MAX_REFINE_STEPS,
+            encoder_only=True,
+        ),
     )
 
     def params(self, width: int, height: int, fps, options: dict) -> dict:
@@ -228,7 +241,9 @@ class MLICCodec(Codec):
             )
         return shipped_model(), level
 
-    def encode(self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None) -> Iterator[Section]:
+    def encode(
+        self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None
+    ) -> Iterator[Section]:
         model, level = self._model(header)
         steps = (runtime or {}).get("settings", {}).get("refine", 0)
         for rgb in frames:

@@ -94,8 +94,25 @@ def check_options(codec_name: str, declared: tuple[Option, ...], given: dict) ->
 
 # Options that several codecs share, declared once so that they mean the same everywhere.
 TIME_BUDGET = Option(
-    "time_budget", float, None, "seconds of training/fitting for the whole clip (instead of a step count)",
-    low=1.0, high=30 * 24 * 3600.0, encoder_only=True, in_app=True,
+    "time_budget",
+    float,
+    None,
+    "seconds of training/fitting for the whole clip (instead of a step count)",
+    low=1.0,
+    high=30 * 24 * 3600.0,
+    encoder_only=True,
+    in_app=True,
 )
 SEED = Option("seed", int, 0, "random seed of the encoder's training", low=0, high=2**31 - 1, encoder_only=True)
-PRESET_X26X = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+PRESET_X26X = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)

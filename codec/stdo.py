@@ -78,7 +78,9 @@ def downscale(rgb: list[np.ndarray], scale: int) -> tuple[np.ndarray, list[np.nd
     hr = np.stack([np.pad(f, ((0, lh * scale - h), (0, lw * scale - w), (0, 0)), mode="edge") for f in rgb])
     with torch.inference_mode():
         t = torch.from_numpy(hr).permute(0, 3, 1, 2)
-        lr = [(bicubic_resize(b.float() / 255, 1 / scale).clamp(0, 1) * 255).round().to(torch.uint8) for b in t.split(8)]
+        lr = [
+            (bicubic_resize(b.float() / 255, 1 / scale).clamp(0, 1) * 255).round().to(torch.uint8) for b in t.split(8)
+        ]
     return hr, list(torch.cat(lr).permute(0, 2, 3, 1).contiguous().numpy())
 
 
@@ -127,10 +129,23 @@ class STDOCodec(SegmentedCodec):
         Option("joint", bool, False, "one jointly trained model for every chunk (smallest bitstream)"),
         Option("patch", int, 32, "patch side in low-resolution pixels", low=8, high=256),
         Option("segment_frames", int, 150, "frames per independently coded segment", low=1, high=MAX_SEGMENT_FRAMES),
-        Option("steps", int, 300, "training steps per model when no time budget is given", low=0, high=1_000_000,
-               encoder_only=True),
-        Option("train_layers", str, "last", "what overfitting trains: the last layer or all", choices=("last", "all"),
-               encoder_only=True),
+        Option(
+            "steps",
+            int,
+            300,
+            "training steps per model when no time budget is given",
+            low=0,
+            high=1_000_000,
+            encoder_only=True,
+        ),
+        Option(
+            "train_layers",
+            str,
+            "last",
+            "what overfitting trains: the last layer or all",
+            choices=("last", "all"),
+            encoder_only=True,
+        ),
         TIME_BUDGET,
         SEED,
     )
@@ -143,8 +158,14 @@ class STDOCodec(SegmentedCodec):
             raise UsageError("too many patches per segment for the format: use fewer --segment-frames")
         lr_params = LR_CODECS[s["lr_codec"]].params(lw, lh, fps, {"crf": s["crf"], "preset": s["preset"]})
         return {
-            "scale": scale, "lr_codec": s["lr_codec"], "lr_size": [lw, lh], "lr_params": lr_params,
-            "chunks": s["chunks"], "joint": s["joint"], "patch": patch, "segment_frames": segment,
+            "scale": scale,
+            "lr_codec": s["lr_codec"],
+            "lr_size": [lw, lh],
+            "lr_params": lr_params,
+            "chunks": s["chunks"],
+            "joint": s["joint"],
+            "patch": patch,
+            "segment_frames": segment,
             "generic": generic_fingerprint(scale),
         }
 
@@ -207,14 +228,27 @@ class STDOCodec(SegmentedCodec):
         else:
             groups = [torch.nonzero(ids == c).flatten() for c in range(k)]
         coded, delta = [], []
-        bar = tqdm(groups, desc=f"overfit {len(groups)} model(s), {len(rgb)} frames", unit="model", file=sys.stderr,
-                   leave=False, disable=not runtime.get("progress"))  # fmt: skip
+        bar = tqdm(
+            groups,
+            desc=f"overfit {len(groups)} model(s), {len(rgb)} frames",
+            unit="model",
+            file=sys.stderr,
+            leave=False,
+            disable=not runtime.get("progress"),
+        )
         for c, idx in enumerate(bar):
             model = generic
             if budget or run["steps"]:  # the time budget when given, else the step count
-                model, _ = overfit(generic, win[idx], target[idx], seconds=budget / len(groups) or None,
-                                        max_steps=run["steps"], seed=run["seed"] + c, layers=run["train_layers"],
-                                        device=runtime.get("device", "cpu"))  # fmt: skip
+                model, _ = overfit(
+                    generic,
+                    win[idx],
+                    target[idx],
+                    seconds=budget / len(groups) or None,
+                    max_steps=run["steps"],
+                    seed=run["seed"] + c,
+                    layers=run["train_layers"],
+                    device=runtime.get("device", "cpu"),
+                )
             is_delta, payload = code_weights(model.state_dict(), generic.state_dict())
             delta.append(is_delta)
             coded.append(payload)
@@ -230,8 +264,9 @@ class STDOCodec(SegmentedCodec):
         for _, payload in sections:
             yield from self.decode_segment(payload, header, p, inner, lr_header)
 
-    def decode_segment(self, payload: bytes, header: StreamHeader, p: dict, inner: ClassicalCodec,
-                       lr_header: StreamHeader) -> Iterator[np.ndarray]:  # fmt: skip
+    def decode_segment(
+        self, payload: bytes, header: StreamHeader, p: dict, inner: ClassicalCodec, lr_header: StreamHeader
+    ) -> Iterator[np.ndarray]:
         import torch
 
         from ncodec.models.nets import stdo
@@ -271,8 +306,9 @@ class STDOCodec(SegmentedCodec):
             model = ESPCN(s)
             model.load_state_dict(state)
             models.append(FastESPCN(model.eval(), precision))
-        lr_header = StreamHeader(lr_header.codec, lr_header.width, lr_header.height, header.fps, n, header.colour,
-                                 params=lr_header.params)  # fmt: skip
+        lr_header = StreamHeader(
+            lr_header.codec, lr_header.width, lr_header.height, header.fps, n, header.colour, params=lr_header.params
+        )
         per_frame = rows * cols
         lr_sections = ((PACKET_SECTION, c) for c in unpack_chunks(chunks[1]))
         done = 0

@@ -56,11 +56,13 @@ def encode_state(state: dict, bits: int = 8, step: float | None = None) -> bytes
         meta.append([name, list(t.shape), bits])
         scales.append(s.astype("<f4"))
         symbols.append(q)
-    return pack_chunks([
-        json.dumps(meta, separators=(",", ":")).encode(),
-        np.concatenate(scales).tobytes(),
-        encode_symbols(np.concatenate(symbols)),
-    ])  # fmt: skip
+    return pack_chunks(
+        [
+            json.dumps(meta, separators=(",", ":")).encode(),
+            np.concatenate(scales).tobytes(),
+            encode_symbols(np.concatenate(symbols)),
+        ]
+    )
 
 
 def decode_state(payload: bytes, expected: dict[str, tuple[int, ...]]) -> dict:

@@ -20,8 +20,9 @@ GLOBAL_SIDE = 768  # long side of the global-context pass
 TILE_OVERLAP = 64
 
 
-def dereflect_network(rgb: np.ndarray, model, *, tile: int = 512, overlap: int = TILE_OVERLAP,
-                      on_tile: Callable[[], None] | None = None) -> np.ndarray:
+def dereflect_network(
+    rgb: np.ndarray, model, *, tile: int = 512, overlap: int = TILE_OVERLAP, on_tile: Callable[[], None] | None = None
+) -> np.ndarray:
     """H,W,3 uint8 -> the transmission layer, uint8, tile by tile (see the module docstring)."""
     h, w = rgb.shape[:2]
     factor = min(1.0, GLOBAL_SIDE / max(h, w))

@@ -14,5 +14,5 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 
 
 def psnr(a, b, peak: float = 1.0) -> float:
-    """PSNR of two tensors (or arrays) of the same shape, over every value."""
-    return psnr_from_mse(float(((a - b) ** 2).mean()), peak)
+    """PSNR of two tensors of the same shape, over every value."""
+    return psnr_from_mse(float(((a - b) ** 2).mean().detach()), peak)

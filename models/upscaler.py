@@ -12,16 +12,15 @@ equals the untiled one (no seams) while memory stays bounded by the tile size.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
-
-import warnings
 
 import cv2
 import numpy as np
 import torch
 
-from .nets.espcn import ESPCN, SCALES, FastESPCN
+from .nets.espcn import ESPCN, FastESPCN
 from .nets.precision import native_bf16
 from .tiling import run_tiled
 from .zoo import espcn_name, load_espcn, read_card
@@ -126,7 +125,10 @@ class Upscaler:
         if luma_range not in self._nets:
             fast = FastESPCN(self._espcn, self.precision, luma_range).to(self.device)
             fast = fast.to(memory_format=self.memory_format)
-            self._nets[luma_range] = [fast.subpixels_u8, compiled(fast.subpixels_u8) if self._compile else fast.subpixels_u8]
+            self._nets[luma_range] = [
+                fast.subpixels_u8,
+                compiled(fast.subpixels_u8) if self._compile else fast.subpixels_u8,
+            ]
         return self._nets[luma_range]
 
     @torch.inference_mode()

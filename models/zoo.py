@@ -182,8 +182,10 @@ def write_model(out_path: Path, tensors: dict, card: dict, metadata: dict, *, co
     card |= {"date": datetime.date.today().isoformat(), "machine": f"{torch.get_num_threads()} torch threads, CPU"}
     card = continued(card, init)
     out_path = Path(out_path)
-    for path, write in ((out_path, lambda p: save_file(tensors, str(p), metadata=metadata)),
-                        (card_path(out_path), lambda p: p.write_text(json.dumps(card, indent=2)))):
+    for path, write in (
+        (out_path, lambda p: save_file(tensors, str(p), metadata=metadata)),
+        (card_path(out_path), lambda p: p.write_text(json.dumps(card, indent=2))),
+    ):
         tmp = path.with_name(path.name + ".tmp")
         write(tmp)
         tmp.replace(path)

@@ -81,7 +81,9 @@ def test_large_results_get_a_preview(client, photo, monkeypatch):
     assert np.array_equal(a, full[64:192, 96:224])  # the centre, on the x2 grid
     bicubic = cv2.resize(cv2.imread(str(photo)), (320, 256), interpolation=cv2.INTER_CUBIC)
     assert np.array_equal(b, bicubic[64:192, 96:224])  # the same window of the whole picture's bicubic
-    (before, after), info, result = client.predict(gradio_client.handle_file(str(photo)), "classic", api_name="/restore")
+    (before, after), info, result = client.predict(
+        gradio_client.handle_file(str(photo)), "classic", api_name="/restore"
+    )
     assert cv2.imread(str(_path(result))).shape == (128, 160, 3) and "full size" in info
     assert cv2.imread(str(_path(after))).shape == (102, 128, 3) == cv2.imread(str(_path(before))).shape
 
@@ -93,7 +95,9 @@ def test_restore(client, photo, method):
 
 
 def test_compress_and_decode_image(client, photo):
-    mlic, jpeg, webp, table, bits = client.predict(gradio_client.handle_file(str(photo)), 1.0, api_name="/compress_image")
+    mlic, jpeg, webp, table, bits = client.predict(
+        gradio_client.handle_file(str(photo)), 1.0, api_name="/compress_image"
+    )
     rows = [line.split("|") for line in table.splitlines()[2:]]
     sizes = {r[1].strip(): int(r[2].replace(",", "")) for r in rows}
     assert set(sizes) == {"MLIC", "JPEG", "WEBP"}
@@ -105,8 +109,9 @@ def test_compress_and_decode_image(client, photo):
 
 
 def test_encode_and_decode_video(client, short_clip):
-    summary, decoded, bits = client.predict(gradio_client.handle_file(str(short_clip)), "x264", 10,
-                                            api_name="/encode_video")  # fmt: skip
+    summary, decoded, bits = client.predict(
+        gradio_client.handle_file(str(short_clip)), "x264", 10, api_name="/encode_video"
+    )
     assert "x264" in summary and "PSNR" in summary and _path(bits).stat().st_size > 0
     clip, info = client.predict(gradio_client.handle_file(str(_path(bits))), api_name="/decode_video")
     assert "8 frames 96x64" in info and _path(clip).exists()
@@ -160,8 +165,11 @@ def test_ten_concurrent_calls_complete_with_bounded_memory(tmp_path, photo):
     from concurrent.futures import ThreadPoolExecutor
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ncodec", "app", "--port", str(port), "--max-upload-mb", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ncodec", "app", "--port", str(port), "--max-upload-mb", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         url, client = f"http://127.0.0.1:{port}/", None
         deadline = time.monotonic() + 120

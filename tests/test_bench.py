@@ -18,8 +18,11 @@ def test_clip_bench(tmp_path):
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = result["rows"]
     assert [(r["codec"], r["setting"]) for r in rows] == [
-        ("x264", "crf=37"), ("x264", "crf=22"), ("x265", "crf=39"), ("x265", "crf=24"),
-    ]  # fmt: skip
+        ("x264", "crf=37"),
+        ("x264", "crf=22"),
+        ("x265", "crf=39"),
+        ("x265", "crf=24"),
+    ]
     for r in rows:
         assert r["frames"] == 8 and r["bytes"] > 0 and r["psnr"] > 20 and r["decode_fps"] > 0
     assert rows[1]["bytes"] > rows[0]["bytes"] and rows[1]["psnr"] > rows[0]["psnr"]
@@ -60,11 +63,17 @@ def test_codec_options_are_held_over_the_sweep(tmp_path, monkeypatch):
     bench.run(folder, ["mlic", "mlic:refine=3"], points=2, out_dir=tmp_path / "out")
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert [(r["codec"], r["setting"]) for r in rows] == [
-        ("mlic", "quality=low"), ("mlic", "quality=medium"),
-        ("mlic:refine=3", "quality=low"), ("mlic:refine=3", "quality=medium"),
-    ]  # fmt: skip
-    assert calls == [("mlic", "low", {}), ("mlic", "medium", {}),
-                     ("mlic", "low", {"refine": 3}), ("mlic", "medium", {"refine": 3})]  # fmt: skip
+        ("mlic", "quality=low"),
+        ("mlic", "quality=medium"),
+        ("mlic:refine=3", "quality=low"),
+        ("mlic:refine=3", "quality=medium"),
+    ]
+    assert calls == [
+        ("mlic", "low", {}),
+        ("mlic", "medium", {}),
+        ("mlic", "low", {"refine": 3}),
+        ("mlic", "medium", {"refine": 3}),
+    ]
     assert all(r["bytes"] > 0 and r["psnr"] > 25 for r in rows)
 
 

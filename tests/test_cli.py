@@ -11,8 +11,7 @@ import zlib
 import pytest
 
 import ncodec
-from helpers import SAMPLES, make_audio_only
-from helpers import assert_one_line_error, run
+from helpers import SAMPLES, assert_one_line_error, make_audio_only, run
 
 
 def test_version_and_help():
@@ -58,8 +57,15 @@ def damaged(bits, tmp_path, how):
     return path
 
 
-@pytest.mark.parametrize("how, pattern", [("header", "header is corrupted"), ("section length", "truncated"),
-                                          ("payload", "CRC32"), ("truncated", "truncated")])  # fmt: skip
+@pytest.mark.parametrize(
+    "how, pattern",
+    [
+        ("header", "header is corrupted"),
+        ("section length", "truncated"),
+        ("payload", "CRC32"),
+        ("truncated", "truncated"),
+    ],
+)
 def test_corrupted_bitstreams(tmp_path, bits, how, pattern):
     proc = run("decode", damaged(bits, tmp_path, how), tmp_path / "out.mp4")
     assert_one_line_error(proc, 1, pattern)
@@ -83,10 +89,15 @@ def make_inputs(tmp_path, clip):
     return {"missing": tmp_path / "nope.mp4", "text": text, "truncated": truncated, "audio only": audio_only}
 
 
-@pytest.mark.parametrize("kind, code, pattern", [
-    ("missing", 1, "no such file"), ("text", 1, "not a media file"), ("truncated", 1, "cut.mp4"),
-    ("audio only", 1, "no video stream"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind, code, pattern",
+    [
+        ("missing", 1, "no such file"),
+        ("text", 1, "not a media file"),
+        ("truncated", 1, "cut.mp4"),
+        ("audio only", 1, "no video stream"),
+    ],
+)
 def test_bad_inputs(tmp_path, clip, kind, code, pattern):
     src = make_inputs(tmp_path, clip)[kind]
     out = tmp_path / "out.bin"

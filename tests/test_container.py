@@ -20,9 +20,15 @@ from ncodec.codec.container import (
 from ncodec.codec.errors import BitstreamError
 
 HEADER = StreamHeader(
-    codec="x264", width=177, height=99, fps=Fraction(30000, 1001), frame_count=0,
-    colour=Colour(1, 1, 1, 1), has_audio=True, params={"crf": 23, "name": "é"},
-)  # fmt: skip
+    codec="x264",
+    width=177,
+    height=99,
+    fps=Fraction(30000, 1001),
+    frame_count=0,
+    colour=Colour(1, 1, 1, 1),
+    has_audio=True,
+    params={"crf": 23, "name": "é"},
+)
 
 
 def write_sample(path, sections=(("VPKT", b"abc" * 100), ("AUDM", b"\x00" * 10), ("VPKT", b""))):
@@ -91,7 +97,9 @@ def test_damage_is_reported(tmp_path, damage, message):
 
 
 def forged_header(width, height, frames=1, params=b"{}"):
-    fixed = struct.pack("<4sBB4sIIIIIBBBBHH", b"NCDC", 1, 0, b"x264", width, height, 25, 1, frames, 2, 2, 2, 0, 0, len(params))
+    fixed = struct.pack(
+        "<4sBB4sIIIIIBBBBHH", b"NCDC", 1, 0, b"x264", width, height, 25, 1, frames, 2, 2, 2, 0, 0, len(params)
+    )
     body = fixed + params
     return body + struct.pack("<I", zlib.crc32(body))
 

@@ -40,9 +40,8 @@ def test_x264_gives_identical_bytes_on_real_footage():
     from fractions import Fraction
 
     from ncodec.codec.container import StreamHeader
-    from ncodec.video import MediaReader
-
     from ncodec.codec.stdo import downscale
+    from ncodec.video import MediaReader
 
     with MediaReader(Path(__file__).parents[1] / "samples" / "city.mp4") as r:
         frames = downscale([rgb for rgb, _ in zip(r.frames(), range(25))], 2)[1]
@@ -61,8 +60,9 @@ def _frames_digest(path: Path, threads: int) -> str:
         "print(n, h.hexdigest())"
     )
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    r = subprocess.run([sys.executable, "-c", code, str(path), str(threads)], capture_output=True, text=True,
-                       timeout=300, env=env)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(threads)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip()
 

@@ -6,16 +6,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncodec.codec.entropy import TOTAL, decode_blocks, decode_symbols, encode_blocks, encode_symbols, quantized_frequencies
+from ncodec.codec.entropy import (
+    TOTAL,
+    decode_blocks,
+    decode_symbols,
+    encode_blocks,
+    encode_symbols,
+    quantized_frequencies,
+)
 from ncodec.codec.errors import BitstreamError
 
 
-@pytest.mark.parametrize("values", [
-    np.round(np.random.default_rng(0).normal(0, 6, 20000)).astype(int),
-    np.full(1000, -7),
-    np.array([0, 255, 255, 3]),
-    np.random.default_rng(1).integers(-128, 128, (30, 40)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.round(np.random.default_rng(0).normal(0, 6, 20000)).astype(int),
+        np.full(1000, -7),
+        np.array([0, 255, 255, 3]),
+        np.random.default_rng(1).integers(-128, 128, (30, 40)),
+    ],
+)
 def test_round_trip(values):
     data = encode_symbols(values)
     assert np.array_equal(decode_symbols(data, values.size), values.ravel())
@@ -45,7 +55,7 @@ def test_hostile_payloads_never_crash():
     rng = np.random.default_rng(2)
     good = encode_symbols(rng.integers(0, 16, 500))
     candidates = [good[: len(good) // 2], good[:5], good + b"\xff" * 50]
-    head = good[:2 + 16 * 2]  # min, n, frequencies (small varints)
+    head = good[: 2 + 16 * 2]  # min, n, frequencies (small varints)
     candidates += [head + bytes([0xFF]) * 400, head + rng.integers(0, 256, 300, dtype=np.uint8).tobytes()]
     for data in candidates:
         try:

@@ -33,7 +33,9 @@ class Seeds(dict):
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory) -> Seeds:
-    return Seeds({name: path.read_bytes() for name, path in harness.make_seeds(tmp_path_factory.mktemp("seeds")).items()})
+    return Seeds(
+        {name: path.read_bytes() for name, path in harness.make_seeds(tmp_path_factory.mktemp("seeds")).items()}
+    )
 
 
 @contextmanager
@@ -73,8 +75,13 @@ def test_every_codec_has_a_seed(seeds):
 
 
 @pytest.mark.parametrize("codec", registry.names())
-@settings(max_examples=100, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_mutated_bitstreams_decode_or_raise_bitstream_error(seeds, codec, data):
     mutated = _mutate(seeds[codec], data.draw)
@@ -108,8 +115,12 @@ def _replay_in_subprocess(path: Path, times: int, timeout: float) -> str:
         "data = Path(sys.argv[2]).read_bytes();"
         "print(set(harness.check_bytes(data) for _ in range(int(sys.argv[3]))))"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent / "fuzz"), str(path), str(times)],
-                       capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent / "fuzz"), str(path), str(times)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip()
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import make_video
-from helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, make_video, run
 from ncodec.codec.container import ContainerReader
 from ncodec.codec.errors import BitstreamError, UsageError
 from ncodec.codec.hnerv import HNERV, decode_segment
@@ -63,7 +62,7 @@ def test_corrupted_segment_rejected(encoded):
     from ncodec.models.nets.hnerv import HNeRVConfig
 
     cfg = HNeRVConfig.from_json(header.params["config"])
-    for bad in (payload[:10], payload[:-5] , b"\x05abc"):
+    for bad in (payload[:10], payload[:-5], b"\x05abc"):
         with pytest.raises(BitstreamError):
             list(decode_segment(bad, cfg, header.height, header.width))
 
@@ -120,12 +119,15 @@ def test_loss_option_validated():
     assert HNERV.params(64, 40, 25, {"loss": "l1+ms-ssim"})["loss"] == "l1+ms-ssim"
 
 
-@pytest.mark.parametrize("change", [
-    {"widths": [4096, 4096, 4096, 4096, 4096, 4096]},  # ~10^11 weights
-    {"strides": [], "widths": [8], "kernels": []},
-    {"kernels": [0, 3, 5, 5, 5]},
-    {"embed_channels": 100000},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"widths": [4096, 4096, 4096, 4096, 4096, 4096]},  # ~10^11 weights
+        {"strides": [], "widths": [8], "kernels": []},
+        {"kernels": [0, 3, 5, 5, 5]},
+        {"embed_channels": 100000},
+    ],
+)
 def test_hostile_architecture_rejected_before_allocation(encoded, change):
     from dataclasses import replace
 

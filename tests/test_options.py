@@ -84,12 +84,17 @@ def test_every_option_refuses_bad_values(tmp_path, codec, option, value):
 
 def test_bad_option_through_the_real_command(tmp_path):
     out = tmp_path / "out.bin"
-    assert_one_line_error(run("encode", SAMPLES / "city.mp4", out, "-c", "hnerv", "--time-budget", "nan"), 2,
-                          "--time-budget must be")
-    assert_one_line_error(run("encode", SAMPLES / "city.mp4", out, "-c", "stdo", "--train-layers", "some"), 2,
-                          "--train-layers must be one of last, all")
-    assert_one_line_error(run("encode", SAMPLES / "city.mp4", out, "-c", "x264", "--level", "2"), 2,
-                          "--level does not apply to x264")
+    assert_one_line_error(
+        run("encode", SAMPLES / "city.mp4", out, "-c", "hnerv", "--time-budget", "nan"), 2, "--time-budget must be"
+    )
+    assert_one_line_error(
+        run("encode", SAMPLES / "city.mp4", out, "-c", "stdo", "--train-layers", "some"),
+        2,
+        "--train-layers must be one of last, all",
+    )
+    assert_one_line_error(
+        run("encode", SAMPLES / "city.mp4", out, "-c", "x264", "--level", "2"), 2, "--level does not apply to x264"
+    )
     assert not out.exists()
 
 

@@ -23,14 +23,20 @@ def test_import_from_outside_the_repository(tmp_path):
 def test_wheel_contents(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("ncodec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top <= {"ncodec", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}, top
-    for module in ("ncodec/codec/container.py", "ncodec/video/reader.py", "ncodec/app/cli.py", "ncodec/models/__init__.py"):
+    for module in (
+        "ncodec/codec/container.py",
+        "ncodec/video/reader.py",
+        "ncodec/app/cli.py",
+        "ncodec/models/__init__.py",
+    ):
         assert module in names
     for scale in (2, 3, 4):  # shipped weights and their model cards are package data
         assert f"ncodec/models/weights/espcn_x{scale}.safetensors" in names

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_video
-from helpers import NCODEC, assert_one_line_error, run
+from helpers import NCODEC, assert_one_line_error, make_video, run
 
 HNERV_TINY = ["-c", "hnerv", "--size", "10000", "--epochs", "2", "--segment-frames", "2"]
 STDO_TINY = ["-c", "stdo", "--steps", "3", "--segment-frames", "3", "--chunks", "2"]
@@ -69,15 +68,37 @@ def test_parallel_options_bad_use(clip, tmp_path):
     assert not dst.exists()
     # without the optional extra: one line that says what to install
     code = "import sys; sys.modules['ray'] = None; from ncodec.app.cli import main; sys.exit(main(sys.argv[1:]))"
-    r = subprocess.run([sys.executable, "-c", code, "encode", str(clip), str(dst), *STDO_TINY, "--ray", "auto"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", code, "encode", str(clip), str(dst), *STDO_TINY, "--ray", "auto"],
+        capture_output=True,
+        text=True,
+    )
     assert_one_line_error(r, 2, "pip install 'ncodec[ray]'")
 
 
 def test_sigterm_stops_the_workers_and_leaves_nothing(clip, tmp_path):
     dst = tmp_path / "stopped.bin"
-    proc = subprocess.Popen([*NCODEC, "encode", clip, dst, "-c", "hnerv", "--size", "10000", "--epochs", "500",
-                             "--segment-frames", "2", "--workers", "2", "-q"], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            *NCODEC,
+            "encode",
+            clip,
+            dst,
+            "-c",
+            "hnerv",
+            "--size",
+            "10000",
+            "--epochs",
+            "500",
+            "--segment-frames",
+            "2",
+            "--workers",
+            "2",
+            "-q",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     workers: list[str] = []
     deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline:
@@ -202,10 +223,15 @@ def ray_cluster(tmp_path_factory):
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--object-store-memory=100000000", "--disable-usage-stats"]
     try:
-        subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
-        subprocess.run([*ray_cli, "start", f"--address={address}", *common],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [*ray_cli, "start", f"--address={address}", *common], check=True, capture_output=True, timeout=120
+        )
         yield address
     finally:
         subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120)
@@ -225,8 +251,12 @@ def _task_pids() -> list[int]:
 
 def test_ray_batch_survives_a_killed_worker_and_a_bad_file(ray_cluster, folder, tmp_path):
     out = tmp_path / "out"
-    batch = subprocess.Popen([*NCODEC, "batch", folder, out, "-c", "hnerv", "--time-budget", "6", "--ray", ray_cluster,
-                              "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    batch = subprocess.Popen(
+        [*NCODEC, "batch", folder, out, "-c", "hnerv", "--time-budget", "6", "--ray", ray_cluster, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and batch.poll() is None:

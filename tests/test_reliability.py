@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import make_video
 
+from helpers import make_video
 from ncodec.codec.container import ContainerReader, ContainerWriter, StreamHeader
 from ncodec.codec.errors import BitstreamError
 from ncodec.video import decode_file, decode_frames, encode_file
@@ -75,8 +75,14 @@ def _interrupt(tmp_path: Path, args: list, sig: int, wait_for_part: bool = True)
     # parent, and Popen then waits for that child for ever).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc = subprocess.Popen([*NCODEC, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [*NCODEC, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
@@ -206,8 +212,9 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, clip):
     encode_file(clip, bits, "x264")
     with ContainerReader(bits) as r:
         header, sections = r.header, list(r.sections())
-    bomb = StreamHeader(codec=header.codec, width=7680, height=4320, fps=Fraction(60), frame_count=10_000_000,
-                        params=header.params)  # fmt: skip
+    bomb = StreamHeader(
+        codec=header.codec, width=7680, height=4320, fps=Fraction(60), frame_count=10_000_000, params=header.params
+    )
     path = _write_bitstream(tmp_path / "bomb.bin", bomb, sections)
     with pytest.raises(BitstreamError, match="decoded-pixel limit"):
         next(decode_frames(path))
@@ -280,8 +287,9 @@ def test_a_bitstream_cannot_execute_code(tmp_path):
     for name in registry.names():
         codec = registry.get(name)
         tags = codec.section_tags() or ("DATA",)
-        header = StreamHeader(codec=codec.tag, width=32, height=32, fps=Fraction(25), frame_count=1,
-                              params={"weights": payload.hex()})  # fmt: skip
+        header = StreamHeader(
+            codec=codec.tag, width=32, height=32, fps=Fraction(25), frame_count=1, params={"weights": payload.hex()}
+        )
         path = _write_bitstream(tmp_path / f"{name}.bin", header, [(tags[0], payload)])
         with pytest.raises(BitstreamError):
             decode_file(path, tmp_path / f"{name}.png")

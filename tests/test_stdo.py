@@ -59,8 +59,12 @@ def test_corrupted_segment_raises_bitstream_error(encoded):
     chunks = unpack_chunks(payload)
     from ncodec.codec.container import pack_chunks
 
-    bad = [payload[:20], b"\x03abc", pack_chunks([chunks[0], chunks[1], chunks[2][:3], *chunks[3:]]),
-           pack_chunks([b'{"frames": 4, "models": 99, "delta": []}', *chunks[1:]])]  # fmt: skip
+    bad = [
+        payload[:20],
+        b"\x03abc",
+        pack_chunks([chunks[0], chunks[1], chunks[2][:3], *chunks[3:]]),
+        pack_chunks([b'{"frames": 4, "models": 99, "delta": []}', *chunks[1:]]),
+    ]
     for b in bad:
         with pytest.raises(BitstreamError):
             list(STDO.decode([("SSEG", b)], header))
@@ -86,10 +90,15 @@ def test_chunking_and_joint_sampling():
     assert counts == [8, 4, 2, 1]
 
 
-@pytest.mark.parametrize("options, pattern", [
-    ({"scale": 5}, "--scale"), ({"crf": 99}, "--crf"), ({"lr_codec": "av1"}, "--lr-codec"),
-    ({"chunks": 0}, "--chunks"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options, pattern",
+    [
+        ({"scale": 5}, "--scale"),
+        ({"crf": 99}, "--crf"),
+        ({"lr_codec": "av1"}, "--lr-codec"),
+        ({"chunks": 0}, "--chunks"),
+    ],
+)
 def test_options_validated(options, pattern):
     with pytest.raises(UsageError, match=pattern):
         STDO.params(64, 48, 25, options)

@@ -51,8 +51,10 @@ def test_still_image():
     assert np.array_equal(img, expected)
 
 
-@pytest.mark.parametrize("suffix, codec, fmt", [(".mkv", "libx264", "matroska"), (".avi", "mpeg4", "avi"),
-                                                  (".y4m", "rawvideo", "yuv4mpegpipe")])  # fmt: skip
+@pytest.mark.parametrize(
+    "suffix, codec, fmt",
+    [(".mkv", "libx264", "matroska"), (".avi", "mpeg4", "avi"), (".y4m", "rawvideo", "yuv4mpegpipe")],
+)
 def test_reader_other_containers(tmp_path, suffix, codec, fmt):
     path = make_video(tmp_path / f"c{suffix}", codec=codec)
     info = probe(path)
@@ -75,8 +77,10 @@ def test_mpeg2_program_stream():
     assert not info.frame_count_exact and info.frame_count == 190  # estimated from the duration
 
 
-@pytest.mark.parametrize("suffix, kwargs", [(".mp4", {}), (".mp4", {"codec": "h265"}), (".mkv", {"lossless": True}),
-                                            (".y4m", {}), (".png", {})])  # fmt: skip
+@pytest.mark.parametrize(
+    "suffix, kwargs",
+    [(".mp4", {}), (".mp4", {"codec": "h265"}), (".mkv", {"lossless": True}), (".y4m", {}), (".png", {})],
+)
 def test_odd_size_round_trips_exactly(tmp_path, suffix, kwargs):
     frames = moving_frames(177, 99, 1 if suffix == ".png" else 5)
     path = tmp_path / f"odd{suffix}"

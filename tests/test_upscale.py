@@ -7,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, make_video
+from helpers import SAMPLES, assert_one_line_error, make_video, run
 from ncodec.video import MediaReader
 from ncodec.video.metrics import psnr
-from helpers import assert_one_line_error, run
 
 
 def test_image_x2_close_to_source_detail(tmp_path):

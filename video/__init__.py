@@ -5,4 +5,16 @@ from .pipeline import compare, decode_file, decode_frame, decode_frames, default
 from .reader import MediaInfo, MediaReader, probe
 from .writer import VideoWriter
 
-__all__ = ["MediaInfo", "MediaReader", "VideoWriter", "compare", "decode_file", "decode_frame", "decode_frames", "default_codec", "describe", "encode_file", "probe"]
+__all__ = [
+    "MediaInfo",
+    "MediaReader",
+    "VideoWriter",
+    "compare",
+    "decode_file",
+    "decode_frame",
+    "decode_frames",
+    "default_codec",
+    "describe",
+    "encode_file",
+    "probe",
+]

@@ -21,11 +21,32 @@ from ncodec.codec.errors import NcodecError, UsageError
 
 from .images import IMAGE_SUFFIXES
 from .parallel import Runner
-from .pipeline import DEFAULT_IMAGE_CODEC, DEFAULT_VIDEO_CODEC, bitstream_quality, default_codec, encode_file, progress_bar
+from .pipeline import (
+    DEFAULT_IMAGE_CODEC,
+    DEFAULT_VIDEO_CODEC,
+    bitstream_quality,
+    default_codec,
+    encode_file,
+    progress_bar,
+)
 from .writer import SUPPORTED_SUFFIXES
 
 TASKS = ("encode", "upscale", "dereflect")
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv"}
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".y4m",
+    ".ts",
+    ".mts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+}
 
 
 @dataclass
@@ -120,8 +141,9 @@ def process_one(settings: BatchSettings, pair: tuple[Path, Path]) -> BatchItem:
     try:
         if settings.task == "encode":
             codec = settings.codec or default_codec(src)
-            encode_file(src, dst, codec, quality=settings.quality, options=settings.options_for(codec),
-                        device=settings.device)
+            encode_file(
+                src, dst, codec, quality=settings.quality, options=settings.options_for(codec), device=settings.device
+            )
             item.psnr = bitstream_quality(dst, src)["psnr"]
         elif settings.task == "upscale":
             from .upscale import upscale_file
@@ -143,7 +165,9 @@ def process_one(settings: BatchSettings, pair: tuple[Path, Path]) -> BatchItem:
 def _remove_partial_outputs(pairs: list[tuple[Path, Path]]) -> None:
     """Temporary outputs (codec/atomic.AtomicPath) left by a worker killed mid-file."""
     for _, dst in pairs:
-        for stale in glob.glob(os.path.join(glob.escape(str(dst.parent)), f".{glob.escape(dst.stem)}.*.part{glob.escape(dst.suffix)}")):
+        for stale in glob.glob(
+            os.path.join(glob.escape(str(dst.parent)), f".{glob.escape(dst.stem)}.*.part{glob.escape(dst.suffix)}")
+        ):
             Path(stale).unlink(missing_ok=True)
 
 
@@ -164,7 +188,17 @@ class BatchReport:
         rows = [("file", "result", "MB in", "MB out", "PSNR dB", "time s", "reason")]
         for i in self.items:
             psnr = "" if i.psnr is None else f"{i.psnr:.2f}"
-            rows.append((i.name, i.status, mb(i.bytes_in), mb(i.bytes_out), psnr, f"{i.seconds:.1f}" if i.seconds else "", i.reason))
+            rows.append(
+                (
+                    i.name,
+                    i.status,
+                    mb(i.bytes_in),
+                    mb(i.bytes_out),
+                    psnr,
+                    f"{i.seconds:.1f}" if i.seconds else "",
+                    i.reason,
+                )
+            )
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         count = {s: sum(i.status == s for i in self.items) for s in ("done", "skipped", "failed")}
@@ -179,8 +213,13 @@ class BatchReport:
         return "\n".join(lines)
 
 
-def run_batch(in_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: BatchSettings,
-              runner: Runner | None = None, progress: bool = False) -> BatchReport:  # fmt: skip
+def run_batch(
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: BatchSettings,
+    runner: Runner | None = None,
+    progress: bool = False,
+) -> BatchReport:
     """Apply ``settings.task`` to every media file of ``in_dir`` (not its subfolders),
     writing into ``out_dir`` (created if missing); ``runner`` (entered) spreads the files."""
     start = time.perf_counter()
@@ -203,7 +242,9 @@ def run_batch(in_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: B
         with progress_bar(len(todo), f"batch {settings.task}", progress, unit="file") as bar:
             for (src, _), result in zip(todo, (runner or Runner())(job, todo, errors="return")):
                 if isinstance(result, BaseException):  # the task itself was lost (its worker died for good)
-                    result = BatchItem(src.name, "failed", src.stat().st_size, reason=str(result) or type(result).__name__)
+                    result = BatchItem(
+                        src.name, "failed", src.stat().st_size, reason=str(result) or type(result).__name__
+                    )
                 items[src] = result
                 bar.update(1)
     finally:

@@ -29,8 +29,8 @@ from ncodec.codec.container import ContainerReader
 from ncodec.codec.errors import UsageError
 
 from . import metrics
-from .pipeline import encode_file, progress_bar
 from .images import IMAGE_SUFFIXES
+from .pipeline import encode_file, progress_bar
 from .reader import MediaReader
 from .writer import VideoWriter
 
@@ -55,7 +55,10 @@ def _cv2_peer(ext: str, flag: int) -> Callable[[np.ndarray, int], tuple[bytes, n
 
 
 # image file formats measured as peers (plain files, no ncodec container)
-IMAGE_PEERS = {"jpeg": _cv2_peer(".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": _cv2_peer(".webp", cv2.IMWRITE_WEBP_QUALITY)}
+IMAGE_PEERS = {
+    "jpeg": _cv2_peer(".jpg", cv2.IMWRITE_JPEG_QUALITY),
+    "webp": _cv2_peer(".webp", cv2.IMWRITE_WEBP_QUALITY),
+}
 
 
 class PeakMemory:
@@ -174,22 +177,44 @@ def _bench_clip(clip: Path, codecs: list[str], points: int, max_frames: int | No
             for value in values:
                 bits = Path(tmp) / f"{codec}-{value}.bin"
                 with PeakMemory() as mem:
-                    res = encode_file(src, bits, codec, quality=value if key == "quality" else None,
-                                      options=_options(fixed, key, value))  # fmt: skip
+                    res = encode_file(
+                        src,
+                        bits,
+                        codec,
+                        quality=value if key == "quality" else None,
+                        options=_options(fixed, key, value),
+                    )
                 meter = metrics.QualityMeter()
                 with MediaReader(src) as ref:
                     n, dec_seconds = _decode_and_measure(bits, ref.frames(), meter)
                 q = meter.result()
-                rows.append({
-                    "codec": spec, "setting": f"{key}={value}", "bytes": res.bytes, "frames": n,
-                    "kbps": res.kbps, "bpp": res.bpp, "psnr": q["psnr"], "psnr_y": q["psnr_y"],
-                    "ms_ssim": q["ms_ssim"], "encode_fps": n / res.seconds, "decode_fps": n / dec_seconds,
-                    "encode_peak_mib": mem.peak_mib,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "codec": spec,
+                        "setting": f"{key}={value}",
+                        "bytes": res.bytes,
+                        "frames": n,
+                        "kbps": res.kbps,
+                        "bpp": res.bpp,
+                        "psnr": q["psnr"],
+                        "psnr_y": q["psnr_y"],
+                        "ms_ssim": q["ms_ssim"],
+                        "encode_fps": n / res.seconds,
+                        "decode_fps": n / dec_seconds,
+                        "encode_peak_mib": mem.peak_mib,
+                    }
+                )
                 bar.update(1)
         bar.close()
-    return {"input": str(clip), "kind": "video", "width": info.width, "height": info.height,
-            "fps": float(info.fps), "frames": rows[0]["frames"] if rows else 0, "rows": rows}  # fmt: skip
+    return {
+        "input": str(clip),
+        "kind": "video",
+        "width": info.width,
+        "height": info.height,
+        "fps": float(info.fps),
+        "frames": rows[0]["frames"] if rows else 0,
+        "rows": rows,
+    }
 
 
 def _bench_images(folder: Path, codecs: list[str], points: int, progress: bool) -> dict:
@@ -216,8 +241,13 @@ def _bench_images(folder: Path, codecs: list[str], points: int, progress: bool) 
                             size = len(data)
                         else:
                             bits = Path(tmp) / "img.bin"
-                            res = encode_file(path, bits, codec, quality=value if key == "quality" else None,
-                                              options=_options(fixed, key, value))  # fmt: skip
+                            res = encode_file(
+                                path,
+                                bits,
+                                codec,
+                                quality=value if key == "quality" else None,
+                                options=_options(fixed, key, value),
+                            )
                             enc_s, size = enc_s + res.seconds, res.bytes
                     peak = max(peak, mem.peak_mib or 0.0)
                     if codec in IMAGE_PEERS:
@@ -228,12 +258,22 @@ def _bench_images(folder: Path, codecs: list[str], points: int, progress: bool) 
                     pixels += rgb.shape[0] * rgb.shape[1]
                     bar.update(1)
                 q = meter.result()
-                rows.append({
-                    "codec": spec, "setting": f"{key}={value}", "bytes": total_bytes, "frames": len(pictures),
-                    "kbps": None, "bpp": total_bytes * 8 / pixels, "psnr": q["psnr"], "psnr_y": q["psnr_y"],
-                    "ms_ssim": q["ms_ssim"], "encode_fps": len(pictures) / enc_s if enc_s else None,
-                    "decode_fps": len(pictures) / dec_s if dec_s else None, "encode_peak_mib": peak,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "codec": spec,
+                        "setting": f"{key}={value}",
+                        "bytes": total_bytes,
+                        "frames": len(pictures),
+                        "kbps": None,
+                        "bpp": total_bytes * 8 / pixels,
+                        "psnr": q["psnr"],
+                        "psnr_y": q["psnr_y"],
+                        "ms_ssim": q["ms_ssim"],
+                        "encode_fps": len(pictures) / enc_s if enc_s else None,
+                        "decode_fps": len(pictures) / dec_s if dec_s else None,
+                        "encode_peak_mib": peak,
+                    }
+                )
     bar.close()
     return {"input": str(folder), "kind": "images", "images": len(pictures), "rows": rows}
 
@@ -249,8 +289,12 @@ def _bd_table(result: dict) -> list[tuple[str, float | None]]:
     for name in names[1:]:
         test = by_codec[name]
         try:
-            bd = metrics.bd_rate([r[rate_key] for r in anchor], [r["psnr"] for r in anchor],
-                                 [r[rate_key] for r in test], [r["psnr"] for r in test])  # fmt: skip
+            bd = metrics.bd_rate(
+                [r[rate_key] for r in anchor],
+                [r["psnr"] for r in anchor],
+                [r[rate_key] for r in test],
+                [r["psnr"] for r in test],
+            )
         except ValueError:
             bd = None
         out.append((name, bd))
@@ -268,16 +312,20 @@ def _fps(v) -> str:
 
 def markdown(result: dict, command: str) -> str:
     video = result["kind"] == "video"
-    what = (f"{result['width']}x{result['height']}, {result['frames']} frames at {result['fps']:g} fps"
-            if video else f"{result['images']} images")  # fmt: skip
+    what = (
+        f"{result['width']}x{result['height']}, {result['frames']} frames at {result['fps']:g} fps"
+        if video
+        else f"{result['images']} images"
+    )
     lines = [
         f"Input: `{result['input']}` ({what}). Date: {result['date']}. Machine: {result['machine']}.",
         f"Reproduce: `{command}`",
         "",
-        "| codec | setting | bytes | " + ("kbit/s" if video else "bpp") +
-        " | PSNR dB | PSNR-Y dB | MS-SSIM | encode fps | decode fps | encode peak MiB |",
+        "| codec | setting | bytes | "
+        + ("kbit/s" if video else "bpp")
+        + " | PSNR dB | PSNR-Y dB | MS-SSIM | encode fps | decode fps | encode peak MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]  # fmt: skip
+    ]
     for r in result["rows"]:
         rate = _fmt(r["kbps"], ".1f") if video else _fmt(r["bpp"], ".3f")
         lines.append(

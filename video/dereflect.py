@@ -11,10 +11,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
-
-import cv2
-import numpy as np
 
 from ncodec.codec.atomic import check_output_path
 from ncodec.codec.errors import InputError, UsageError
@@ -53,8 +49,9 @@ def _check_size(src, max_pixels: int) -> None:
     except InputError:
         return  # read_image gives the precise error
     if info.width * info.height > max_pixels:
-        raise InputError(f"{src}: {info.width}x{info.height} is over the limit of {max_pixels:,} pixels "
-                         "(raise it with --max-pixels)")  # fmt: skip
+        raise InputError(
+            f"{src}: {info.width}x{info.height} is over the limit of {max_pixels:,} pixels (raise it with --max-pixels)"
+        )
 
 
 def dereflect_file(

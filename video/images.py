@@ -14,8 +14,15 @@ from ncodec.codec.errors import BitstreamError, InputError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # largest side each image format can store
-_IMAGE_LIMITS = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".webp": 16383, ".bmp": 2**31 - 1,
-                 ".tif": 2**31 - 1, ".tiff": 2**31 - 1}  # fmt: skip
+_IMAGE_LIMITS = {
+    ".png": 2**31 - 1,
+    ".jpg": 65535,
+    ".jpeg": 65535,
+    ".webp": 16383,
+    ".bmp": 2**31 - 1,
+    ".tif": 2**31 - 1,
+    ".tiff": 2**31 - 1,
+}
 _ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}
 
 
@@ -68,15 +75,21 @@ def check_image_size(dst: str | os.PathLike, width: int, height: int) -> None:
     if suffix not in IMAGE_SUFFIXES:
         raise UsageError(f"cannot write {Path(dst).name}: use an image extension ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if max(width, height) > _IMAGE_LIMITS[suffix]:
-        raise UsageError(f"{width}x{height} is too large for {suffix} (at most {_IMAGE_LIMITS[suffix]} px per side); write .png")
+        raise UsageError(
+            f"{width}x{height} is too large for {suffix} (at most {_IMAGE_LIMITS[suffix]} px per side); write .png"
+        )
 
 
 def check_alpha(dst: str | os.PathLike, src: str | os.PathLike) -> None:
     if Path(dst).suffix.lower() not in _ALPHA_SUFFIXES:
-        raise UsageError(f"{Path(src).name} has transparency, which {Path(dst).suffix} cannot hold; write .png or .webp")
+        raise UsageError(
+            f"{Path(src).name} has transparency, which {Path(dst).suffix} cannot hold; write .png or .webp"
+        )
 
 
-def write_image(dst: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, gray: bool = False) -> None:
+def write_image(
+    dst: str | os.PathLike, rgb: np.ndarray, *, alpha: np.ndarray | None = None, gray: bool = False
+) -> None:
     """Write uint8 RGB (plus an optional alpha plane, or as grayscale) atomically; the
     format follows ``dst``'s extension."""
     dst = Path(dst)

@@ -11,12 +11,12 @@ Conventions (stated because papers differ):
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
-PSNR_CAP = 100.0
+from ncodec.models.measure import PSNR_CAP, psnr_from_mse  # noqa: F401  (the one definition, shared with training)
+
 _LUMA = {"601": (0.299, 0.587, 0.114), "709": (0.2126, 0.7152, 0.0722)}
 
 
@@ -25,10 +25,6 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     d = a.astype(np.float64) - b.astype(np.float64)
     return float(np.mean(d * d))
-
-
-def psnr_from_mse(m: float, peak: float = 255.0) -> float:
-    return PSNR_CAP if m <= 0 else min(PSNR_CAP, 10.0 * math.log10(peak * peak / m))
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:

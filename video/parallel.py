@@ -196,8 +196,13 @@ class RayRunner(Runner):
         except ImportError:
             raise UsageError("--ray needs Ray: pip install 'ncodec[ray]'") from None
         try:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR", configure_logging=False)  # fmt: skip
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+                configure_logging=False,
+            )
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise InputError(f"cannot reach the Ray cluster at {self.address}: {e}".splitlines()[0]) from None
         resources = ray.cluster_resources()
@@ -206,9 +211,11 @@ class RayRunner(Runner):
             raise UsageError("--device cuda was asked for but the Ray cluster has no GPU")
         self.device = "cuda" if self.requested_device in ("cuda", "auto") and gpus else "cpu"
         self._remote = ray.remote(_run_with_threads).options(
-            num_cpus=self.threads, num_gpus=1 if self.device == "cuda" else 0, max_retries=RAY_RETRIES,
+            num_cpus=self.threads,
+            num_gpus=1 if self.device == "cuda" else 0,
+            max_retries=RAY_RETRIES,
             name="ncodec-task",
-        )  # fmt: skip
+        )
         # enough in flight to keep every CPU of the cluster busy, and one more round waiting
         self.window = max(2, 2 * int(resources.get("CPU", 1)) // self.threads)
         return self
@@ -243,8 +250,9 @@ class RayRunner(Runner):
             yield collect()
 
 
-def make_runner(workers: int | None = None, ray: str | None = None, threads: int | None = None,
-                device: str = "cpu") -> Runner:  # fmt: skip
+def make_runner(
+    workers: int | None = None, ray: str | None = None, threads: int | None = None, device: str = "cpu"
+) -> Runner:
     """The runner for ``--workers N`` / ``--ray ADDRESS`` / neither (use it as a context)."""
     if workers is not None and ray is not None:
         raise UsageError("choose --workers (local processes) or --ray (a cluster), not both")

@@ -27,8 +27,17 @@ from ncodec.codec.errors import BitstreamError, InputError, UsageError
 
 from . import metrics
 from .audio import AUDIO_SECTION, AudioCopier, check_audio_file, packet_time, packets_in_time_order, split_file
-from .images import ALPHA_SECTION, GRAY_SECTION, IMAGE_SUFFIXES, check_alpha, check_image_size, pack_alpha
-from .images import read_image, unpack_alpha, write_image
+from .images import (
+    ALPHA_SECTION,
+    GRAY_SECTION,
+    IMAGE_SUFFIXES,
+    check_alpha,
+    check_image_size,
+    pack_alpha,
+    read_image,
+    unpack_alpha,
+    write_image,
+)
 from .parallel import Runner
 from .reader import MediaReader
 from .writer import VideoWriter
@@ -77,9 +86,15 @@ def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "frame
     """A stderr progress bar (rate and ETA) that appears only for work longer than a second
     and is cleared when done, so an error or the final summary stands alone."""
     return tqdm(
-        total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled, dynamic_ncols=True,
-        delay=1.0, leave=False,
-    )  # fmt: skip
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+        delay=1.0,
+        leave=False,
+    )
 
 
 def _counted(frames: Iterable[np.ndarray], bar: tqdm, counter: list[int]) -> Iterator[np.ndarray]:
@@ -129,8 +144,10 @@ def encode_file(
     runtime = {"device": device, "progress": progress, "settings": the_codec.encoder_settings(options, quality)}
     if runner is not None:
         if not isinstance(the_codec, registry.SegmentedCodec):
-            raise UsageError(f"--workers and --ray spread the segments of {', '.join(segmented_codecs())}; "
-                             f"{codec} does not encode in segments")  # fmt: skip
+            raise UsageError(
+                f"--workers and --ray spread the segments of {', '.join(segmented_codecs())}; "
+                f"{codec} does not encode in segments"
+            )
         runtime.update(map=runner, progress=progress and type(runner) is Runner)  # no bars from workers
     start = time.perf_counter()
     with MediaReader(src) as reader, tempfile.TemporaryDirectory(prefix="ncodec-") as scratch:
@@ -138,12 +155,20 @@ def encode_file(
         info = reader.info
         params = the_codec.params(info.width, info.height, info.fps, the_codec.settings(options, quality))
         header = StreamHeader(
-            codec=the_codec.tag, width=info.width, height=info.height, fps=info.fps,
-            frame_count=info.frame_count, colour=info.colour, has_audio=bool(info.audio), params=params,
-        )  # fmt: skip
+            codec=the_codec.tag,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            frame_count=info.frame_count,
+            colour=info.colour,
+            has_audio=bool(info.audio),
+            params=params,
+        )
         audio_path = Path(scratch) / "audio.mka"
         # bitexact: no random segment UID or muxing date, so the same input gives the same bytes
-        audio_out = av.open(str(audio_path), "w", format="matroska", options={"fflags": "+bitexact"}) if info.audio else None
+        audio_out = (
+            av.open(str(audio_path), "w", format="matroska", options={"fflags": "+bitexact"}) if info.audio else None
+        )
         sink = AudioCopier(reader.audio_streams, audio_out, info.start_time).mux if audio_out else None
         count = [0]
         with ContainerWriter(dst, header) as writer, progress_bar(info.frame_count, f"encode {codec}", progress) as bar:
@@ -167,10 +192,18 @@ def encode_file(
             size = writer.close(frame_count=count[0])
     seconds = time.perf_counter() - start
     return EncodeResult(
-        path=str(dst), codec=the_codec.name, bytes=size, frames=count[0], width=info.width, height=info.height,
-        fps=float(info.fps), seconds=seconds, kbps=metrics.kbps(size, count[0], info.fps),
-        bpp=metrics.bpp(size, info.width, info.height, count[0]), audio_bytes=audio_bytes,
-    )  # fmt: skip
+        path=str(dst),
+        codec=the_codec.name,
+        bytes=size,
+        frames=count[0],
+        width=info.width,
+        height=info.height,
+        fps=float(info.fps),
+        seconds=seconds,
+        kbps=metrics.kbps(size, count[0], info.fps),
+        bpp=metrics.bpp(size, info.width, info.height, count[0]),
+        audio_bytes=audio_bytes,
+    )
 
 
 def decode_file(
@@ -211,8 +244,9 @@ def decode_file(
             rgb = _decode_picture(bits, the_codec, dst)
             if meter is not None and (ref_rgb := next(ref_frames, None)) is not None:
                 meter.add(ref_rgb, rgb)
-            return DecodeResult(path=str(dst), frames=1, seconds=time.perf_counter() - start,
-                                quality=meter.result() if meter else None)  # fmt: skip
+            return DecodeResult(
+                path=str(dst), frames=1, seconds=time.perf_counter() - start, quality=meter.result() if meter else None
+            )
         audio_in = None
         if any(e.tag == AUDIO_SECTION for e in bits.index):
             audio_path = Path(scratch) / "audio.mka"
@@ -222,9 +256,17 @@ def decode_file(
             check_audio_file(audio_path, Path(scratch) / "audio-check.mka")
             audio_in = stack.enter_context(av.open(str(audio_path)))
         writer = VideoWriter(
-            dst, header.width, header.height, header.fps, codec=video_codec, crf=crf, preset=preset,
-            lossless=lossless, colour=header.colour, audio_streams=audio_in.streams.audio if audio_in else (),
-        )  # fmt: skip
+            dst,
+            header.width,
+            header.height,
+            header.fps,
+            codec=video_codec,
+            crf=crf,
+            preset=preset,
+            lossless=lossless,
+            colour=header.colour,
+            audio_streams=audio_in.streams.audio if audio_in else (),
+        )
         with writer, progress_bar(header.frame_count, f"decode {the_codec.name}", progress) as bar:
             audio = packets_in_time_order(audio_in) if writer.audio else iter(())
             pending = next(audio, None)
@@ -246,7 +288,10 @@ def decode_file(
                 writer.audio.mux(pending)
                 pending = next(audio, None)
     return DecodeResult(
-        path=str(dst), frames=writer.frames_written, seconds=time.perf_counter() - start, quality=meter.result() if meter else None
+        path=str(dst),
+        frames=writer.frames_written,
+        seconds=time.perf_counter() - start,
+        quality=meter.result() if meter else None,
     )
 
 
@@ -255,8 +300,9 @@ def _decode_picture(bits: ContainerReader, codec: registry.Codec, dst) -> np.nda
     its alpha plane and grayscale-ness; returns the RGB picture."""
     header = bits.header
     if header.frame_count != 1:
-        raise UsageError(f"the bitstream holds {header.frame_count} frames; decode it to a video file "
-                         "(or one frame with --frame N)")  # fmt: skip
+        raise UsageError(
+            f"the bitstream holds {header.frame_count} frames; decode it to a video file (or one frame with --frame N)"
+        )
     check_image_size(dst, header.width, header.height)
     tags = {e.tag for e in bits.index}
     alpha = None

@@ -18,10 +18,9 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from ncodec.codec.colour import effective_matrix, frame_colour, frame_to_rgb
 from ncodec.codec.container import Colour
 from ncodec.codec.errors import InputError
-
-from ncodec.codec.colour import effective_matrix, frame_colour, frame_to_rgb
 
 AudioSink = Callable[[av.Packet], None]
 _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "jpegls_pipe"}
@@ -136,17 +135,32 @@ class MediaReader:
         w, h = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         audio = tuple(
             AudioInfo(
-                index=a.index, codec=a.codec_context.name, sample_rate=a.codec_context.sample_rate or 0,
-                channels=a.codec_context.channels or 0, layout=a.codec_context.layout.name,
+                index=a.index,
+                codec=a.codec_context.name,
+                sample_rate=a.codec_context.sample_rate or 0,
+                channels=a.codec_context.channels or 0,
+                layout=a.codec_context.layout.name,
                 duration=float(a.duration * a.time_base) if a.duration and a.time_base else None,
-            )  # fmt: skip
+            )
             for a in c.streams.audio
         )
         return MediaInfo(
-            path=str(self.path), format=c.format.name, codec=vs.codec_context.name, width=w, height=h,
-            fps=fps, frame_count=frame_count, frame_count_exact=exact, duration=duration, start_time=start_time,
-            pix_fmt=first.format.name, colour=frame_colour(first), rotation=rotation, is_image=is_image, audio=audio,
-        )  # fmt: skip
+            path=str(self.path),
+            format=c.format.name,
+            codec=vs.codec_context.name,
+            width=w,
+            height=h,
+            fps=fps,
+            frame_count=frame_count,
+            frame_count_exact=exact,
+            duration=duration,
+            start_time=start_time,
+            pix_fmt=first.format.name,
+            colour=frame_colour(first),
+            rotation=rotation,
+            is_image=is_image,
+            audio=audio,
+        )
 
     def _first_frame(self) -> av.VideoFrame:
         """Decode one frame from a separate handle (rotation and colour live on frames)."""

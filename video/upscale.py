@@ -22,16 +22,15 @@ import av
 import cv2
 
 from ncodec.codec.atomic import check_output_path
+from ncodec.codec.colour import FULL, LIMITED, effective_matrix
 from ncodec.codec.container import Colour
 from ncodec.codec.errors import InputError, UsageError
 from ncodec.models.nets.espcn import SCALES
 
-from ncodec.codec.colour import FULL, LIMITED, effective_matrix
 from .images import IMAGE_SUFFIXES, check_alpha, check_image_size, read_image, write_image
 from .pipeline import progress_bar
 from .reader import MediaReader
 from .writer import SUPPORTED_SUFFIXES, VideoWriter
-
 
 
 @dataclass
@@ -44,7 +43,9 @@ class UpscaleResult:
 
     def summary(self) -> str:
         fps = self.frames / max(self.seconds, 1e-9)
-        return f"{self.path}: {self.frames} frame(s) at {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} fps)"
+        return (
+            f"{self.path}: {self.frames} frame(s) at {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} fps)"
+        )
 
 
 def _check_scale(scale: int) -> None:
@@ -74,8 +75,10 @@ def upscale_file(
     check_output_path(dst, src)
     out_suffix = dst.suffix.lower()
     if out_suffix not in IMAGE_SUFFIXES and out_suffix not in SUPPORTED_SUFFIXES:
-        raise UsageError(f"cannot write {dst.name}: use an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                         f"or video ({', '.join(SUPPORTED_SUFFIXES)}) extension")  # fmt: skip
+        raise UsageError(
+            f"cannot write {dst.name}: use an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+            f"or video ({', '.join(SUPPORTED_SUFFIXES)}) extension"
+        )
     is_image = src.suffix.lower() in IMAGE_SUFFIXES
     try:  # a video's many same-size frames repay compiling the network; one image does not
         upscaler = Upscaler(scale, device=device, precision=precision, tile=tile, compile=not is_image)
@@ -94,13 +97,25 @@ def upscale_file(
                 raise UsageError(f"{src.name} is a video; write the result to a video file, not {out_suffix}")
         # A 4:2:0 source keeps its planes and its matrix: no RGB round trip (which would cost
         # two colour conversions at the output size), tagged with the source's matrix.
-        planar = info.pix_fmt == "yuv420p" and info.colour.range != FULL and info.width % 2 == 0 and info.height % 2 == 0
+        planar = (
+            info.pix_fmt == "yuv420p" and info.colour.range != FULL and info.width % 2 == 0 and info.height % 2 == 0
+        )
         colour = info.colour
         if planar:
             colour = Colour(colour.primaries, colour.transfer, effective_matrix(colour, info.height), LIMITED)
-        with VideoWriter(dst, w, h, info.fps, codec=video_codec, crf=crf, preset=preset, lossless=lossless,
-                         colour=colour, audio_streams=reader.audio_streams,
-                         audio_offset=info.start_time) as writer:  # fmt: skip
+        with VideoWriter(
+            dst,
+            w,
+            h,
+            info.fps,
+            codec=video_codec,
+            crf=crf,
+            preset=preset,
+            lossless=lossless,
+            colour=colour,
+            audio_streams=reader.audio_streams,
+            audio_offset=info.start_time,
+        ) as writer:
             planar = planar and writer.pix_fmt == "yuv420p"
             pictures = reader.yuv_frames if planar else reader.frames
             upscale = upscaler.upscale_yuv420 if planar else upscaler.upscale

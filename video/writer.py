@@ -19,11 +19,11 @@ import numpy as np
 
 from ncodec.codec.atomic import AtomicPath
 from ncodec.codec.classical import ENCODERS, encoder_options
+from ncodec.codec.colour import output_colour, rgb_to_frame
 from ncodec.codec.container import Colour
 from ncodec.codec.errors import UsageError
 
 from .audio import AudioCopier
-from ncodec.codec.colour import output_colour, rgb_to_frame
 
 log = logging.getLogger("ncodec")
 
@@ -140,8 +140,9 @@ class VideoWriter:
         h, w = self.height, self.width
         if self.pix_fmt != "yuv420p" or [p.shape for p in planes] != [(h, w), (h // 2, w // 2), (h // 2, w // 2)]:
             raise ValueError(f"expected {w}x{h} yuv420p planes for a {self.pix_fmt} output")
-        frame = av.VideoFrame.from_ndarray(np.concatenate([p.ravel() for p in planes]).reshape(h * 3 // 2, w),
-                                           format="yuv420p")  # fmt: skip
+        frame = av.VideoFrame.from_ndarray(
+            np.concatenate([p.ravel() for p in planes]).reshape(h * 3 // 2, w), format="yuv420p"
+        )
         frame.colorspace, frame.color_range = self.colour.matrix, self.colour.range
         frame.pts = self.frames_written
         self._container.mux(self._video.encode(frame))

@@ -52,13 +52,18 @@ class HNeRVConfig:
     @classmethod
     def from_json(cls, d: dict) -> "HNeRVConfig":
         return cls(
-            height=int(d["height"]), width=int(d["width"]), strides=tuple(int(s) for s in d["strides"]),
-            widths=tuple(int(c) for c in d["widths"]), kernels=tuple(int(k) for k in d["kernels"]),
+            height=int(d["height"]),
+            width=int(d["width"]),
+            strides=tuple(int(s) for s in d["strides"]),
+            widths=tuple(int(c) for c in d["widths"]),
+            kernels=tuple(int(k) for k in d["kernels"]),
             embed_channels=int(d.get("embed_channels", EMBED_CHANNELS)),
-        )  # fmt: skip
+        )
 
 
-def plan_strides(height: int, width: int, stages: int = 5, max_embed_side: int = 16) -> tuple[tuple[int, ...], int, int]:
+def plan_strides(
+    height: int, width: int, stages: int = 5, max_embed_side: int = 16
+) -> tuple[tuple[int, ...], int, int]:
     """Strides (largest first) and the padded size with the least padding, such that the
     embedding grid is at most ``max_embed_side`` on its long side (the embeddings stay tiny)."""
     best = None

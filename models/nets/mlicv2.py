@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 LIKELIHOOD_BOUND = 1e-9  # compressai's default lower bound on likelihoods
 
 
@@ -76,8 +75,9 @@ class MLICConfig:
 
 
 PAPER = MLICConfig()  # the paper's configuration
-SMALL = MLICConfig(N=64, M=128, slices=4, depth=1, hyper=64, attn=32, half_res_blocks=False,
-                   dct_start=True)  # trainable on 2 CPU cores  # fmt: skip
+SMALL = MLICConfig(
+    N=64, M=128, slices=4, depth=1, hyper=64, attn=32, half_res_blocks=False, dct_start=True
+)  # trainable on 2 CPU cores
 # SMALL with a wider latent (more slices of the same size, the same hyper features): its
 # transform's reconstruction ceiling is higher; train_mlic.widen grows SMALL weights into it
 WIDE = replace(SMALL, M=192, slices=6, context=SMALL.context_channels)
@@ -153,10 +153,12 @@ class BlockDCT(nn.Module):
         freqs = sorted(((u, v) for u in range(b) for v in range(b)), key=lambda f: (f[0] + f[1], max(f)))
         luma = m - 2 * (m // 8)
         picks = [(0, f) for f in freqs[:luma]] + [(c, f) for c in (1, 2) for f in freqs[: m // 8]]
-        basis = torch.stack([  # PixelUnshuffle order: colour, row, column
-            (colour[c][:, None, None] * dct[u][None, :, None] * dct[v][None, None, :]).reshape(-1)
-            for c, (u, v) in picks
-        ])  # m, 3*b*b, orthonormal rows  # fmt: skip
+        basis = torch.stack(
+            [  # PixelUnshuffle order: colour, row, column
+                (colour[c][:, None, None] * dct[u][None, :, None] * dct[v][None, None, :]).reshape(-1)
+                for c, (u, v) in picks
+            ]
+        )  # m, 3*b*b, orthonormal rows
         with torch.no_grad():
             self.analysis.weight.copy_((basis * self.SCALE)[:, :, None, None])
             self.synthesis.weight.copy_((basis.T / self.SCALE)[:, :, None, None])
@@ -201,10 +203,15 @@ def positional_embedding(dim: int, h: int, w: int, device=None, dtype=torch.floa
     freqs = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(1000.0) / quarter))
     ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freqs  # h,q
     xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freqs  # w,q
-    emb = torch.cat([
-        torch.sin(ys)[:, None, :].expand(h, w, quarter), torch.cos(ys)[:, None, :].expand(h, w, quarter),
-        torch.sin(xs)[None, :, :].expand(h, w, quarter), torch.cos(xs)[None, :, :].expand(h, w, quarter),
-    ], dim=-1)  # fmt: skip
+    emb = torch.cat(
+        [
+            torch.sin(ys)[:, None, :].expand(h, w, quarter),
+            torch.cos(ys)[:, None, :].expand(h, w, quarter),
+            torch.sin(xs)[None, :, :].expand(h, w, quarter),
+            torch.cos(xs)[None, :, :].expand(h, w, quarter),
+        ],
+        dim=-1,
+    )
     emb = F.pad(emb, (0, dim - emb.shape[-1]))
     return emb.permute(2, 0, 1)[None].to(dtype)
 
@@ -220,8 +227,9 @@ class ChannelReweight(nn.Module):
 
     def __init__(self, dim: int, reduction: int = 4):
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(dim, max(dim // reduction, 4)), nn.GELU(),
-                                nn.Linear(max(dim // reduction, 4), dim), nn.Sigmoid())  # fmt: skip
+        self.fc = nn.Sequential(
+            nn.Linear(dim, max(dim // reduction, 4)), nn.GELU(), nn.Linear(max(dim // reduction, 4), dim), nn.Sigmoid()
+        )
 
     def forward(self, x):
         return x * self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
@@ -235,8 +243,11 @@ class SliceModel(nn.Module):
         c, ctx, a = cfg.slice_channels, cfg.context_channels, cfg.attn
         self.index = index
         prev = c * index  # channels of the slices decoded before this one
-        self.channel_ctx = nn.Sequential(nn.Conv2d(prev, 2 * c, 3, padding=1), nn.GELU(),
-                                         nn.Conv2d(2 * c, 2 * c, 3, padding=1)) if index else None  # fmt: skip
+        self.channel_ctx = (
+            nn.Sequential(nn.Conv2d(prev, 2 * c, 3, padding=1), nn.GELU(), nn.Conv2d(2 * c, 2 * c, 3, padding=1))
+            if index
+            else None
+        )
         self.spatial_ctx = nn.Conv2d(c, 2 * c, 5, padding=2)
         if index == 0:  # hyperprior-guided global correlation for the first slice
             self.global_ctx = LinearAttention(ctx, ctx, c, a, 2 * c)
@@ -245,10 +256,12 @@ class SliceModel(nn.Module):
             self.inter_ctx = LinearAttention(2 * c, prev, prev, a, 2 * c)
         fused = ctx + 2 * c * (4 if index else 2)
         self.reweight = ChannelReweight(fused)
-        self.params = nn.Sequential(nn.Conv2d(fused, 4 * c, 1), nn.GELU(), nn.Conv2d(4 * c, 4 * c, 1), nn.GELU(),
-                                    nn.Conv2d(4 * c, 2 * c, 1))  # fmt: skip
-        self.lrp = nn.Sequential(nn.Conv2d(ctx + prev + c, 2 * c, 3, padding=1), nn.GELU(),
-                                 nn.Conv2d(2 * c, c, 3, padding=1))  # fmt: skip
+        self.params = nn.Sequential(
+            nn.Conv2d(fused, 4 * c, 1), nn.GELU(), nn.Conv2d(4 * c, 4 * c, 1), nn.GELU(), nn.Conv2d(4 * c, 2 * c, 1)
+        )
+        self.lrp = nn.Sequential(
+            nn.Conv2d(ctx + prev + c, 2 * c, 3, padding=1), nn.GELU(), nn.Conv2d(2 * c, c, 3, padding=1)
+        )
 
     def entropy_params(self, hyper, prev, anchors, anchor_mask, prev_slice):
         """(means, scales) for this slice. ``prev``: decoded slices before it (N,prev,h,w) or
@@ -261,8 +274,7 @@ class SliceModel(nn.Module):
             parts = [hyper, spatial, glob]
         else:
             ch = self.channel_ctx(prev)
-            glob = (self.global_ctx(prev_slice, prev_slice, anchors, anchor_mask)
-                    if anchors is not None else zeros)  # fmt: skip
+            glob = self.global_ctx(prev_slice, prev_slice, anchors, anchor_mask) if anchors is not None else zeros
             inter = self.inter_ctx(ch, prev, prev)
             parts = [hyper, ch, spatial, glob, inter]
         means, scales = _wide(self.params(self.reweight(torch.cat(parts, dim=1)))).chunk(2, dim=1)
@@ -285,10 +297,12 @@ class MLICv2(nn.Module):
         self.cfg = cfg
         n, m, h, d = cfg.N, cfg.M, cfg.hyper, cfg.depth
         d_half = d if cfg.half_res_blocks else 0
-        self.g_a = nn.Sequential(_down(3, n), *_stage(n, d_half), _down(n, n), *_stage(n, d), _down(n, n),
-                                 *_stage(n, d), _down(n, m))  # fmt: skip
-        self.g_s = nn.Sequential(_up(m, n), *_stage(n, d), _up(n, n), *_stage(n, d), _up(n, n),
-                                 *_stage(n, d_half), _up(n, 3))  # fmt: skip
+        self.g_a = nn.Sequential(
+            _down(3, n), *_stage(n, d_half), _down(n, n), *_stage(n, d), _down(n, n), *_stage(n, d), _down(n, m)
+        )
+        self.g_s = nn.Sequential(
+            _up(m, n), *_stage(n, d), _up(n, n), *_stage(n, d), _up(n, n), *_stage(n, d_half), _up(n, 3)
+        )
         self.dct = BlockDCT(m) if cfg.dct_start else None
         if self.dct is not None:  # the nonlinear paths start at zero: the codec starts as the DCT coder
             nn.init.zeros_(self.g_a[-1].weight)
@@ -321,6 +335,7 @@ class MLICv2(nn.Module):
         for bound in (self.entropy_bottleneck.likelihood_lower_bound, self.gaussian_conditional.likelihood_lower_bound):
             bound.bound.fill_(LIKELIHOOD_BOUND)
         return result
+
     LAMBDAS = (0.0018, 0.0067, 0.025, 0.0932)  # rate levels 0..3 (lambda of lambda*255^2*MSE + bpp)
 
     def lambda_at(self, level: float) -> float:
@@ -444,8 +459,9 @@ def sga_round(x: torch.Tensor, tau: float) -> torch.Tensor:
     return lo + weights[..., 1]
 
 
-def refine_latents(model: MLICv2, x: torch.Tensor, level: float, steps: int, lr: float = 1e-2,
-                   progress=None) -> torch.Tensor:
+def refine_latents(
+    model: MLICv2, x: torch.Tensor, level: float, steps: int, lr: float = 1e-2, progress=None
+) -> torch.Tensor:
     """Per-image refinement at encode time (the decoder is unchanged): gradient descent on
     the latents y for lambda * 255^2 * MSE + bpp, with SGA rounding whose temperature
     anneals from 0.5 towards 0 and Adam's step size decaying from ``lr`` to 0 on a cosine
@@ -490,5 +506,7 @@ def stored_int8(name: str, t: torch.Tensor) -> bool:
     return t.ndim > 1 and t.numel() >= 4096 and not name.startswith("dct.")
 
 
-STORAGE = ("safetensors: int8 with per-channel float32 scales (matrices and kernels of >= 4096 values, "
-           "block-DCT layers excepted), fp16 the rest")  # stored_int8 in words, for the model card
+STORAGE = (
+    "safetensors: int8 with per-channel float32 scales (matrices and kernels of >= 4096 values, "
+    "block-DCT layers excepted), fp16 the rest"
+)  # stored_int8 in words, for the model card

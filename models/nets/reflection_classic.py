@@ -46,7 +46,7 @@ def suppress_reflection(rgb: np.ndarray, threshold: float = 0.05, epsilon: float
     x = rgb.astype(np.float32) / 255
     planes = x[..., None] if x.ndim == 2 else x
     h, w = planes.shape[:2]
-    k = (2 * np.cos(np.pi * np.arange(h) / h)[:, None] + 2 * np.cos(np.pi * np.arange(w) / w)[None, :] - 4)
+    k = 2 * np.cos(np.pi * np.arange(h) / h)[:, None] + 2 * np.cos(np.pi * np.arange(w) / w)[None, :] - 4
     k = k.astype(np.float32)
     out = np.empty_like(planes)
     for c in range(planes.shape[2]):

@@ -1,9 +1,13 @@
-"""RRFormer-style reflection removal (after Zhang et al., "Revisiting Single Image
-Reflection Removal In the Wild" / RRFormer), sized for UHD photos on a CPU.
+"""RRFormer-style reflection removal (after RRFormer: Zhang et al., "Benchmarking
+Ultra-High-Definition Image Reflection Removal", arXiv 2308.00265), sized for UHD photos
+on a CPU.
 
-The released RRFormer embeds 1,475 VGG hypercolumn channels at full resolution (about
-49 GB of activations for one 4K photo) and needs pretrained VGG weights. Here the three
-stages work at a quarter of the resolution and the features are learned from scratch:
+What it keeps of RRFormer: its three stages (hypercolumn embedding, transformer feature
+extraction, multi-scale pyramid pooling) and its outputs (the transmission, with the
+reflection as an auxiliary output). What it replaces: the released RRFormer embeds 1,475
+pretrained-VGG hypercolumn channels at full resolution (about 49 GB of activations for
+one 4K photo); here the hypercolumns come from a shallow encoder learned from scratch
+(no VGG), and attention runs in 8x8 windows at a quarter of the resolution:
 
 1. **Hypercolumn embedding**: a shallow learned encoder gives features at 1, 1/2 and 1/4
    resolution; at 1/4 they are stacked with the space-to-depth picture into one
@@ -17,7 +21,7 @@ stages work at a quarter of the resolution and the features are learned from scr
 
 A decoder with skip connections from the encoder predicts the transmission T as the input
 plus a correction, and the reflection R as an auxiliary output (for the training losses).
-Tensors in, tensors out; tiling and files are the caller's (video/dereflect.py).
+Tensors in, tensors out; tiling is models/dereflector.py's, files video/dereflect.py's.
 """
 
 from __future__ import annotations
@@ -99,8 +103,15 @@ class PyramidPooling(nn.Module):
                 ys = top + (torch.arange(h, dtype=x.dtype, device=x.device) + 0.5) / h * rh
                 xs = left + (torch.arange(w, dtype=x.dtype, device=x.device) + 0.5) / w * rw
                 grid = torch.stack(torch.meshgrid(xs * 2 - 1, ys * 2 - 1, indexing="xy"), dim=-1)
-                maps.append(F.grid_sample(p, grid[None].expand(x.shape[0], h, w, 2), mode="bilinear",
-                                          padding_mode="border", align_corners=False))  # fmt: skip
+                maps.append(
+                    F.grid_sample(
+                        p,
+                        grid[None].expand(x.shape[0], h, w, 2),
+                        mode="bilinear",
+                        padding_mode="border",
+                        align_corners=False,
+                    )
+                )
         return x + self.fuse(torch.cat([x, *maps], dim=1))
 
 
@@ -118,8 +129,9 @@ class RRFormer(nn.Module):
         self.enc3 = nn.Sequential(_conv(2 * c, 4 * c, 2), _conv(4 * c, 4 * c))
         hyper = 3 * 16 + c + 2 * c + 4 * c  # picture, full, half and quarter features, per 1/4 position
         self.embed = nn.Conv2d(hyper, 4 * c, 1)
-        self.attention = nn.Sequential(*(WindowAttentionBlock(4 * c, cfg.heads, cfg.window, shift=i % 2 == 1)
-                                         for i in range(cfg.blocks)))  # fmt: skip
+        self.attention = nn.Sequential(
+            *(WindowAttentionBlock(4 * c, cfg.heads, cfg.window, shift=i % 2 == 1) for i in range(cfg.blocks))
+        )
         self.pyramid = PyramidPooling(4 * c, cfg.bins)
         self.up2 = nn.Sequential(nn.Conv2d(4 * c, 8 * c, 1), nn.PixelShuffle(2))
         self.dec2 = nn.Sequential(_conv(4 * c, 2 * c), _conv(2 * c, 2 * c))

@@ -75,8 +75,9 @@ def train_espcn(
     out_path = Path(out)
     init_state = _load_init(init)
     train_files, val_files = split_photos(data)
-    overrides = {k: v for k, v in {"patch": patch, "batch": batch, "lr": lr, "downscales": downscales}.items()
-                 if v is not None}  # fmt: skip
+    overrides = {
+        k: v for k, v in {"patch": patch, "batch": batch, "lr": lr, "downscales": downscales}.items() if v is not None
+    }
     cfg = recipe.TrainConfig(scale=scale, minutes=minutes, seed=seed, threads=threads, **overrides)
     if not all(0.2 <= f <= 1.0 for f in cfg.downscales):
         raise TrainingUsageError("--downscales must be factors in 0.2..1.0")
@@ -89,8 +90,14 @@ def train_espcn(
         if f in train_files:  # (a folder of one photo uses it for both)
             train_pairs += [recipe.make_pair(copy, scale) for copy in recipe.downscaled_copies(rgb, cfg.downscales)]
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
-    progress = tqdm(total=round(cfg.minutes * 60), desc=f"train espcn x{scale}", unit="s", file=sys.stderr,
-                    disable=not progress, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{remaining}] {postfix}")  # fmt: skip
+    progress = tqdm(
+        total=round(cfg.minutes * 60),
+        desc=f"train espcn x{scale}",
+        unit="s",
+        file=sys.stderr,
+        disable=not progress,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s [{remaining}] {postfix}",
+    )
 
     def report(entry: dict) -> None:
         progress.n = min(progress.total, round(entry["seconds"]))
@@ -100,9 +107,14 @@ def train_espcn(
 
     try:
         model, state = recipe.train(
-            cfg, train_pairs, [pairs[f] for f in val_files], checkpoint,
-            resume=resume, on_progress=report, init=init_state,
-        )  # fmt: skip
+            cfg,
+            train_pairs,
+            [pairs[f] for f in val_files],
+            checkpoint,
+            resume=resume,
+            on_progress=report,
+            init=init_state,
+        )
     except ValueError as e:  # e.g. every photo smaller than one training patch
         raise TrainingError(f"{data}: {e}") from None
     progress.close()
@@ -113,10 +125,13 @@ def train_espcn(
         "parameters": count_parameters(model),
         "weights": "fp16 safetensors",
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files)},
-        "recipe": state["config"] | {
+        "recipe": state["config"]
+        | {
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
-            "init": f"continued from {init}" if init else "bicubic initialisation (models/nets/espcn.py), " + (
-                "compact: four pass-through channels" if cfg.compact_init else "one channel per phase"),
+            "init": f"continued from {init}"
+            if init
+            else "bicubic initialisation (models/nets/espcn.py), "
+            + ("compact: four pass-through channels" if cfg.compact_init else "one channel per phase"),
         },
         "steps": state["step"],
         "wall_seconds": round(state["elapsed"], 1),
@@ -185,8 +200,8 @@ def train_mlic(
 ) -> dict:
     """Train the MLICv2-style image codec on the photos under ``data``; write ``out``
     (stored as models/mlicv2.STORAGE says) and its model card. Returns the card."""
-    from ncodec.models.train import mlic as recipe
     from ncodec.models.nets.mlicv2 import PAPER, SMALL, STORAGE, WIDE, WIDER, stored_int8
+    from ncodec.models.train import mlic as recipe
 
     configs = {"small": SMALL, "wide": WIDE, "wider": WIDER, "paper": PAPER}
     if config not in configs:
@@ -204,8 +219,16 @@ def train_mlic(
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
     try:
-        model, state = recipe.train(cfg, configs[config], [photos[f] for f in train_files], val, checkpoint,
-                                    resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
+        model, state = recipe.train(
+            cfg,
+            configs[config],
+            [photos[f] for f in train_files],
+            val,
+            checkpoint,
+            resume=resume,
+            init=init_state,
+            on_progress=_json_lines(progress),
+        )
     except ValueError as e:
         raise TrainingError(f"{data}: {e}") from None
     tensors = storage_tensors(model.state_dict(), stored_int8)
@@ -215,7 +238,8 @@ def train_mlic(
         "parameters": count_parameters(model),
         "weights": STORAGE,
         "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
-        "recipe": state["config"] | {
+        "recipe": state["config"]
+        | {
             "init": _mlic_init(init, init_state, configs[config]),
             "lambdas": list(recipe.MLICv2.LAMBDAS),
             "loss": "lambda * 255^2 * MSE + bpp (likelihoods of y and z), aux loss on the bottleneck quantiles",
@@ -224,7 +248,9 @@ def train_mlic(
         "wall_seconds": round(state["elapsed"], 1),
         "history": state["history"],
     }
-    return write_model(out_path, tensors, card, {"config": json.dumps(configs[config].to_json())}, command=command, init=init)
+    return write_model(
+        out_path, tensors, card, {"config": json.dumps(configs[config].to_json())}, command=command, init=init
+    )
 
 
 def _mlic_init(init: str | None, state: dict | None, cfg) -> str:
@@ -255,8 +281,8 @@ def train_dereflect(
 ) -> dict:
     """Train the reflection-removal network on blends synthesized from the photos under
     ``data``; write ``out`` (fp16 safetensors) and its model card. Returns the card."""
-    from ncodec.models.train import rrformer as recipe
     from ncodec.models.nets.rrformer import RRConfig
+    from ncodec.models.train import rrformer as recipe
 
     out_path = Path(out)
     init_state = _load_init(init)
@@ -268,8 +294,16 @@ def train_dereflect(
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
     try:
-        model, state = recipe.train(cfg, model_cfg, [photos[f] for f in train_files], [photos[f] for f in val_files],
-                                    checkpoint, resume=resume, init=init_state, on_progress=_json_lines(progress))  # fmt: skip
+        model, state = recipe.train(
+            cfg,
+            model_cfg,
+            [photos[f] for f in train_files],
+            [photos[f] for f in val_files],
+            checkpoint,
+            resume=resume,
+            init=init_state,
+            on_progress=_json_lines(progress),
+        )
     except ValueError as e:
         raise TrainingError(f"{data}: {e}") from None
     tensors = storage_tensors(model.state_dict())
@@ -278,9 +312,14 @@ def train_dereflect(
         "config": model_cfg.to_json(),
         "parameters": count_parameters(model),
         "weights": "fp16 safetensors",
-        "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files),
-                          "blends": "synthesized on the fly (models/train_rrformer.py)"},  # fmt: skip
-        "recipe": state["config"] | {
+        "training_data": {
+            "folder": str(data),
+            "train_images": len(train_files),
+            "val_images": len(val_files),
+            "blends": "synthesized on the fly (models/train_rrformer.py)",
+        },
+        "recipe": state["config"]
+        | {
             "loss": "L1(T) + 0.5 L1(grad T) + 0.5 L1(R) + 0.2 exclusion(T, R)",
         },
         "steps": state["step"],

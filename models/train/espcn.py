@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from ..measure import psnr
-from .samplers import Pair, PatchSampler
-from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
-from ..nets.espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, pad_edges, rgb_to_ycbcr
+from ..nets.espcn import ESPCN, RECEPTIVE_RADIUS, bicubic_resize, rgb_to_ycbcr
 from ..nets.precision import bf16_useful
+from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
+from .samplers import Pair, PatchSampler
 
 
 @dataclass
@@ -147,8 +147,16 @@ def train(
             state["best_val"], best = val, {k: v.clone() for k, v in model.state_dict().items()}
         return {"val_psnr": val, "best_val": state["best_val"]}
 
-    train_until(cfg.minutes, cfg.val_every, state, step, validate,
-                lambda: save_checkpoint(checkpoint, model, {"adam": opt}, state), on_progress, max_steps=cfg.steps)
+    train_until(
+        cfg.minutes,
+        cfg.val_every,
+        state,
+        step,
+        validate,
+        lambda: save_checkpoint(checkpoint, model, {"adam": opt}, state),
+        on_progress,
+        max_steps=cfg.steps,
+    )
     final = evaluate(model, val_pairs)
     if final > state["best_val"]:
         state["best_val"], best = final, {k: v.clone() for k, v in model.state_dict().items()}

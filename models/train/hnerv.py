@@ -59,9 +59,8 @@ def fit(
     ``fast``: channels-last tensors (oneDNN's fast layout on CPUs) and bf16 autocast where
     the hardware computes bf16 natively; the weights, the optimizer and the loss stay fp32
     (benchmarks/hnerv_speed.py measures speed and quality against the plain fp32 fit)."""
-    import time
 
-    from .precision import bf16_useful
+    from ..nets.precision import bf16_useful
 
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}")

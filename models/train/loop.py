@@ -16,8 +16,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
-def cosine_lr(base: float, progress: float, *, floor: float = 0.0, warmup: float = 0.0,
-              warmup_start: float = 0.01) -> float:
+def cosine_lr(
+    base: float, progress: float, *, floor: float = 0.0, warmup: float = 0.0, warmup_start: float = 0.01
+) -> float:
     """The learning rate at ``progress`` (0..1 of the run): a linear warm-up over the first
     ``warmup`` share (from ``warmup_start`` x ``base``), then a cosine from ``base`` down to
     ``floor`` x ``base`` at the end."""
@@ -33,7 +34,9 @@ def _params(opt: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
     return [p for group in opt.param_groups for p in group["params"]]
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], state: dict) -> None:
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], state: dict
+) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     state = dict(state)
     for name, opt in optimizers.items():
@@ -48,8 +51,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, to
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                    strict: bool = True) -> dict:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], strict: bool = True
+) -> dict:
     """Restore ``model`` and ``optimizers`` in place; return the recipe's state."""
     with safe_open(str(path), "pt") as f:
         state = json.loads(f.metadata()["state"])
@@ -95,8 +99,12 @@ def train_until(
         if time.monotonic() - last_val >= val_every or not running():
             last_val = time.monotonic()
             state["elapsed"] = time.monotonic() - start
-            entry = {"step": state["step"], "seconds": round(state["elapsed"], 1), "loss": loss.item(),
-                     "train": parts} | evaluate()
+            entry = {
+                "step": state["step"],
+                "seconds": round(state["elapsed"], 1),
+                "loss": loss.item(),
+                "train": parts,
+            } | evaluate()
             state["history"].append(entry)
             save()
             if on_progress:

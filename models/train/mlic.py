@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ..measure import psnr_from_mse
-from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
-from .samplers import CropSampler
 from ..nets.mlicv2 import BlockDCT, MLICConfig, MLICv2
 from ..nets.precision import bf16_useful
+from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
+from .samplers import CropSampler
 
 
 @dataclass
@@ -91,7 +91,9 @@ def _residual_directions(model: MLICv2, images: list[np.ndarray], k: int, seed: 
             u, r = blocks(x - 0.5), blocks(x - model.synthesis(y))
             xx += u @ u.T
             rx += r @ u.T
-    fit = rx @ torch.linalg.inv(xx + 1e-6 * torch.eye(768, dtype=torch.float64))  # least squares: residual ~ fit @ block
+    fit = rx @ torch.linalg.inv(
+        xx + 1e-6 * torch.eye(768, dtype=torch.float64)
+    )  # least squares: residual ~ fit @ block
     _, vectors = torch.linalg.eigh(fit @ xx @ fit.T)  # principal directions of the fitted residual
     s = vectors[:, -k:]
     return (s.T @ fit).float(), s.float()
@@ -203,6 +205,14 @@ def train(
         opts["aux"].step()
         return loss, parts
 
-    train_until(cfg.minutes, cfg.val_every, state, step, lambda: {"val": validate(model, val)},
-                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress, max_steps=cfg.steps)
+    train_until(
+        cfg.minutes,
+        cfg.val_every,
+        state,
+        step,
+        lambda: {"val": validate(model, val)},
+        lambda: save_checkpoint(checkpoint, model, opts, state),
+        on_progress,
+        max_steps=cfg.steps,
+    )
     return model.to(memory_format=torch.contiguous_format).eval(), state

@@ -2,8 +2,8 @@
 synthesized on the fly from ordinary photos.
 
 Each sample takes a transmission crop T and a reflection crop R from two different
-photos and blends them with the established models (Zhang et al. 2018; Wei et al.,
-ERRNet, 2019): R is defocused (Gaussian blur, sigma 0.5..5), sometimes ghosted (a second,
+photos and blends them with the established models (Zhang et al., CVPR 2018; Wei et al.,
+ERRNet, CVPR 2019): R is defocused (Gaussian blur, sigma 0.5..5), sometimes ghosted (a second,
 shifted and weaker copy, as from the two faces of a pane), scaled by a spatially varying
 strength (a random linear ramp or a Gaussian vignette), added to T in linear light
 (gamma 2.2) or to the gamma-encoded values, and the mean overflow above 1 is taken out of the reflection, per channel,
@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from ..measure import psnr
-from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
-from .samplers import CropSampler
 from ..nets.precision import bf16_useful
 from ..nets.rrformer import RRConfig, RRFormer
+from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
+from .samplers import CropSampler
 
 GAMMA = 2.2
 
@@ -75,11 +75,13 @@ def _strength_map(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
     return lo + (hi - lo) * shape
 
 
-def synthesize(t: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def synthesize(
+    t: torch.Tensor, r: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(blend I, transmission T, reflection I - T) from two 1,3,H,W crops in [0, 1].
 
     Half the blends add the reflection in linear light (gamma 2.2, as light adds), half
-    add it to the gamma-encoded values (Zhang et al. 2018, CEILNet), where the same
+    add it to the gamma-encoded values (Zhang et al., CVPR 2018, after CEILNet: Fan et al., ICCV 2017), where the same
     reflection brightens shadows less and highlights more; photos through glass fall
     between the two, depending on the camera's tone curve."""
     r = _gaussian_blur(r, float(rng.uniform(0.5, 5.0)))
@@ -91,7 +93,7 @@ def synthesize(t: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tu
     h, w = t.shape[-2:]
     strength = _strength_map(h, w, rng)[None, None]
     r_lin = r_lin * (strength if gamma > 1 else strength * 0.7)
-    # overflow attenuation (Zhang et al., ERRNet), per colour channel: where the blend
+    # overflow attenuation (Wei et al., ERRNet, CVPR 2019), per colour channel: where the blend
     # saturates, weaken the reflection by the mean overflow so that it does not clip.
     blend = t_lin + r_lin
     over = (blend - 1).clamp_min(0).sum((2, 3)) / (blend > 1).sum((2, 3)).clamp_min(1)
@@ -151,8 +153,10 @@ class BlendSampler:
 
 def validate(model: RRFormer, val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict:
     model.eval()
-    out = {"input": float(np.mean([psnr(b.clamp(0, 1), t) for b, t, _ in val])),
-           "net": float(np.mean([psnr(model(b)[0].float().clamp(0, 1), t) for b, t, _ in val]))}  # fmt: skip
+    out = {
+        "input": float(np.mean([psnr(b.clamp(0, 1), t) for b, t, _ in val])),
+        "net": float(np.mean([psnr(model(b)[0].float().clamp(0, 1), t) for b, t, _ in val])),
+    }
     model.train()
     return out
 
@@ -201,6 +205,14 @@ def train(
         opts["adam"].step()
         return loss, parts
 
-    train_until(cfg.minutes, cfg.val_every, state, step, lambda: {"val_psnr": validate(model, val)},
-                lambda: save_checkpoint(checkpoint, model, opts, state), on_progress, max_steps=cfg.steps)
+    train_until(
+        cfg.minutes,
+        cfg.val_every,
+        state,
+        step,
+        lambda: {"val_psnr": validate(model, val)},
+        lambda: save_checkpoint(checkpoint, model, opts, state),
+        on_progress,
+        max_steps=cfg.steps,
+    )
     return model.eval(), state

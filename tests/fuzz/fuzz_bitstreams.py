@@ -38,7 +38,9 @@ def one_input(data: bytes) -> None:
     COUNTS[harness.check_bytes(harness.fix_crcs(data))] += 1
     total = sum(COUNTS.values())
     if total % 2000 == 0:
-        print(f"fuzz: {total} inputs, {COUNTS['ok']} decoded, {COUNTS['rejected']} rejected", file=sys.stderr, flush=True)
+        print(
+            f"fuzz: {total} inputs, {COUNTS['ok']} decoded, {COUNTS['rejected']} rejected", file=sys.stderr, flush=True
+        )
 
 
 def main() -> None:

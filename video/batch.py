@@ -68,14 +68,6 @@ class BatchSettings:
         if self.task == "encode":
             for codec in [self.codec] if self.codec else [DEFAULT_IMAGE_CODEC, DEFAULT_VIDEO_CODEC]:
                 registry.get(codec).settings(self.options_for(codec), self.quality)
-
-    def options_for(self, codec: str) -> dict:
-        """The options that ``codec`` takes: with no --codec, a batch of photos and videos
-        gives each kind's codec its own options (--time-budget steers the videos only)."""
-        if self.codec:
-            return self.options
-        declared = {o.name for o in registry.get(codec).options}
-        return {k: v for k, v in self.options.items() if k in declared}
         if self.task == "upscale":
             from .upscale import _check_scale
 
@@ -87,6 +79,14 @@ class BatchSettings:
 
             if self.method not in METHODS:
                 raise UsageError(f"--method must be one of {', '.join(METHODS)}")
+
+    def options_for(self, codec: str) -> dict:
+        """The options that ``codec`` takes: with no --codec, a batch of photos and videos
+        gives each kind's codec its own options (--time-budget steers the videos only)."""
+        if self.codec:
+            return self.options
+        declared = {o.name for o in registry.get(codec).options}
+        return {k: v for k, v in self.options.items() if k in declared}
 
 
 @dataclass

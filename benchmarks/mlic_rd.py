@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ncodec.codec.image import compress, pad_to_multiple, shipped_model, to_tensor, to_uint8
+from ncodec.codec.mlic import compress, pad_to_multiple, shipped_model, to_tensor, to_uint8
 from ncodec.models.nets import count_parameters
 from ncodec.models.nets.mlicv2 import refine_latents
 from ncodec.models.train.drivers import split_photos

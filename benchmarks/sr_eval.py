@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from ncodec.models.nets.espcn import FastESPCN, bicubic_resize
+from ncodec.models.train.drivers import photo_files
 from ncodec.models.train.espcn import make_pair, psnr_y
 from ncodec.models.upscaler import compiled
 from ncodec.models.zoo import card_path, espcn_name, load_espcn, weights_path
 from ncodec.video.bench import save_results
-from ncodec.video.images import image_files, read_image
+from ncodec.video.images import read_image
 
 
 def shipped_path(model: FastESPCN, compiled_graph: bool):
@@ -50,7 +51,7 @@ def evaluate(data: Path, scale: int, sets: list[str]) -> dict:
     out = {}
     for name in sets:
         rows = {"bicubic": []} | {k: [] for k in variants}
-        for f in image_files(data / name):
+        for f in photo_files(data / name):
             pair = make_pair(read_image(f)[0], scale)
             lr = pair.lr[None]
             rows["bicubic"].append(psnr_y(bicubic_resize(lr, scale)[0], pair.hr, scale))

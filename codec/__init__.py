@@ -6,7 +6,7 @@ classical codecs use PyAV's codec contexts, frames in and packets out.
 """
 
 # the codecs join the registry as they are imported; torch loads on a neural codec's first use
-from . import classical, hnerv, image, stdo  # noqa: E402,F401
+from . import classical, hnerv, mlic, stdo  # noqa: E402,F401
 from .container import Colour, ContainerReader, ContainerWriter, StreamHeader
 from .errors import BitstreamError, InputError, NcodecError, UsageError
 from .registry import Codec, by_tag, get, names, register

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ncodec.codec import image
+from ncodec.codec import mlic
 from ncodec.codec.errors import BitstreamError
 from ncodec.models.nets import count_parameters
 from ncodec.models.nets.mlicv2 import PAPER, SMALL, MLICConfig, MLICv2
@@ -39,24 +39,24 @@ def test_training_pass_has_gradients_everywhere():
 def coded():
     torch.manual_seed(0)
     model = MLICv2(TINY).eval()
-    image.prepare(model)
-    x = image.pad_to_multiple(torch.rand(1, 3, 70, 100), model.PAD)
+    mlic.prepare(model)
+    x = mlic.pad_to_multiple(torch.rand(1, 3, 70, 100), model.PAD)
     assert x.shape[-2:] == (128, 128)
-    result, recon = image.compress(model, x, 2.0)
+    result, recon = mlic.compress(model, x, 2.0)
     return model, result, recon
 
 
 def test_decode_equals_the_encoders_reconstruction(coded):
     model, result, recon = coded
     assert len(result.y) > 0 and result.z_size == (2, 2)
-    assert torch.equal(image.decompress(model, result, 2.0), recon)
+    assert torch.equal(mlic.decompress(model, result, 2.0), recon)
 
 
 def test_damaged_stream_is_detected(coded):
     model, result, _ = coded
-    bad = image.CodedImage(result.z, result.y[:-3] + b"xyz", result.z_size, result.y_crc)
+    bad = mlic.CodedImage(result.z, result.y[:-3] + b"xyz", result.z_size, result.y_crc)
     with pytest.raises(BitstreamError):
-        image.decompress(model, bad, 2.0)
+        mlic.decompress(model, bad, 2.0)
 
 
 def test_tiny_training_run_lowers_the_loss_and_resumes(tmp_path):
@@ -195,7 +195,7 @@ def test_untrained_small_model_starts_as_a_block_dct_coder():
     from helpers import SAMPLES
 
     rgb = cv2.cvtColor(cv2.imread(str(SAMPLES / "astronaut.png")), cv2.COLOR_BGR2RGB)[:256, :256]
-    x = image.to_tensor(rgb)
+    x = mlic.to_tensor(rgb)
     torch.manual_seed(0)
     with torch.no_grad():
         out = MLICv2(SMALL).eval()(x, 3.0)
@@ -209,16 +209,16 @@ def test_untrained_small_model_starts_as_a_block_dct_coder():
 def test_float64_decode_is_identical_with_one_and_two_threads():
     torch.manual_seed(1)
     model = MLICv2(TINY).double().eval()
-    image.prepare(model)
+    mlic.prepare(model)
     x = torch.rand(1, 3, 128, 192, dtype=torch.float64)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        coded, _ = image.compress(model, x, 1.5)
-        one = image.decompress(model, coded, 1.5)
+        coded, _ = mlic.compress(model, x, 1.5)
+        one = mlic.decompress(model, coded, 1.5)
         torch.set_num_threads(2)
-        again, _ = image.compress(model, x, 1.5)
-        two = image.decompress(model, coded, 1.5)
+        again, _ = mlic.compress(model, x, 1.5)
+        two = mlic.decompress(model, coded, 1.5)
     finally:
         torch.set_num_threads(threads)
     assert again.y == coded.y and again.z == coded.z
@@ -230,20 +230,20 @@ def test_refinement_keeps_the_decoder_and_lowers_the_objective():
 
     torch.manual_seed(2)
     model = MLICv2(TINY).eval()
-    image.prepare(model)
+    mlic.prepare(model)
     x = torch.rand(1, 3, 64, 64).mul(0.3).add(torch.linspace(0, 0.6, 64)[None, None, None, :])  # a smooth ramp + noise
     lam = model.lambda_at(2.0)
 
     def cost(y) -> float:  # the true objective: hard rounding, real rANS bytes
-        coded, recon = image.compress(model, x, 2.0, y)
+        coded, recon = mlic.compress(model, x, 2.0, y)
         return lam * 255**2 * float(torch.mean((recon - x) ** 2)) + 8 * (len(coded.y) + len(coded.z)) / x[0, 0].numel()
 
     with torch.no_grad():
         y0 = model.analysis(x) * model.gain(model.y_gain, 2.0)
     y = refine_latents(model, x, 2.0, steps=60, lr=0.05)
     assert not torch.equal(y, y0) and cost(y) < cost(y0)
-    coded, recon = image.compress(model, x, 2.0, y)
-    assert torch.equal(image.decompress(model, coded, 2.0), recon)  # decoder unchanged
+    coded, recon = mlic.compress(model, x, 2.0, y)
+    assert torch.equal(mlic.decompress(model, coded, 2.0), recon)  # decoder unchanged
 
 
 def test_shipped_weights_keep_the_likelihood_bound():
@@ -270,13 +270,13 @@ def test_shipped_weights_keep_the_likelihood_bound():
 
 def test_compress_refuses_latents_it_cannot_code():
     model = MLICv2(TINY).eval()
-    image.prepare(model)
+    mlic.prepare(model)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         y = model.analysis(x) * model.gain(model.y_gain, 1.0)
     y[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="latents out of range"):
-        image.compress(model, x, 1.0, y)
+        mlic.compress(model, x, 1.0, y)
 
 
 # -- the shipped codec through the CLI ---------------------------------------------------
@@ -396,7 +396,7 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
     wide = recipe.widen(narrow.state_dict(), wide_cfg, [rgb[:256, :256], rgb[256:, 256:]]).eval()
     assert len(wide.slices) == 6 and wide.y_gain.shape == (4, 48)
 
-    x = image.to_tensor(rgb[:128, 256:384])
+    x = mlic.to_tensor(rgb[:128, 256:384])
     top = float(narrow_cfg.levels - 1)
     with torch.no_grad():
         a, b = narrow(x, 1.0), wide(x, 1.0)
@@ -416,9 +416,9 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
         assert torch.equal(b["likelihoods"]["z"], c["likelihoods"]["z"])
         assert torch.allclose(b["likelihoods"]["y"], c["likelihoods"]["y"][:, :48])
 
-    image.prepare(wide)
-    result, recon = image.compress(wide, x, 2.0)
-    assert torch.equal(image.decompress(wide, result, 2.0), recon)
+    mlic.prepare(wide)
+    result, recon = mlic.compress(wide, x, 2.0)
+    assert torch.equal(mlic.decompress(wide, result, 2.0), recon)
     with pytest.raises(ValueError, match="cannot be widened"):
         recipe.widen(wide.state_dict(), wide_cfg, [rgb])
     with pytest.raises(ValueError, match="cannot be widened"):  # another transform width

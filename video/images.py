@@ -58,17 +58,6 @@ def read_image(path: str | os.PathLike, *, allow_16bit: bool = True) -> tuple[np
     return img, alpha, gray
 
 
-def image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted for reproducibility."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files
-
-
 def check_image_size(dst: str | os.PathLike, width: int, height: int) -> None:
     """Refuse, before any work, a picture that ``dst``'s format cannot store."""
     suffix = Path(dst).suffix.lower()

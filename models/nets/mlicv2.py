@@ -30,7 +30,7 @@ level per batch and its own lambda, serves every quality; levels in between
 interpolate the vectors geometrically. On 2 CPU cores one run is all there is time for,
 which is why this beats training four separate models here.
 
-Only tensors in, tensors out: the bitstream (two rANS passes per slice) is codec/image.py.
+Only tensors in, tensors out: the bitstream (two rANS passes per slice) is codec/mlic.py.
 """
 
 from __future__ import annotations
@@ -466,7 +466,7 @@ def refine_latents(
     the latents y for lambda * 255^2 * MSE + bpp, with SGA rounding whose temperature
     anneals from 0.5 towards 0 and Adam's step size decaying from ``lr`` to 0 on a cosine
     (at 100 steps this finds what a constant 5e-3 needed 300 for: docs/BENCHMARKS.md).
-    Returns the refined (gained) latents for codec/image.compress."""
+    Returns the refined (gained) latents for codec/mlic.compress."""
     lam = model.lambda_at(level)
     for p in model.parameters():
         p.requires_grad_(False)

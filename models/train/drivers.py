@@ -105,40 +105,62 @@ def train_espcn(
         if progress and not sys.stderr.isatty():  # logs get one JSON line per validation
             print(json.dumps(entry), file=sys.stderr, flush=True)
 
-    try:
-        model, state = recipe.train(
-            cfg,
-            train_pairs,
-            [pairs[f] for f in val_files],
-            checkpoint,
-            resume=resume,
-            on_progress=report,
-            init=init_state,
-        )
-    except ValueError as e:  # e.g. every photo smaller than one training patch
-        raise TrainingError(f"{data}: {e}") from None
+    model, state = _run(
+        recipe.train,
+        data,
+        cfg,
+        train_pairs,
+        [pairs[f] for f in val_files],
+        checkpoint,
+        resume=resume,
+        on_progress=report,
+        init=init_state,
+    )
     progress.close()
     tensors = storage_tensors(model.state_dict())
-    card = {
-        "model": "ESPCN (Shi et al. 2016), Y channel",
-        "scale": scale,
-        "parameters": count_parameters(model),
-        "weights": "fp16 safetensors",
-        "training_data": {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files)},
-        "recipe": state["config"]
-        | {
+    init_text = (
+        f"continued from {init}"
+        if init
+        else "bicubic initialisation (models/nets/espcn.py), "
+        + ("compact: four pass-through channels" if cfg.compact_init else "one channel per phase")
+    )
+    card = _card(
+        "ESPCN (Shi et al. 2016), Y channel",
+        model,
+        state,
+        {"folder": str(data), "train_images": len(train_files), "val_images": len(val_files)},
+        {
             "lr_kernel": "bicubic a=-0.5 antialiased (torch interpolate, antialias=True), RGB, rounded to uint8",
-            "init": f"continued from {init}"
-            if init
-            else "bicubic initialisation (models/nets/espcn.py), "
-            + ("compact: four pass-through channels" if cfg.compact_init else "one channel per phase"),
+            "init": init_text,
         },
-        "steps": state["step"],
-        "wall_seconds": round(state["elapsed"], 1),
-        "val_psnr_y": {"bicubic": state["bicubic_val"], "espcn": state["best_val"]},
-        "history": state["history"],
-    }
+        scale=scale,
+        weights="fp16 safetensors",
+    ) | {"val_psnr_y": {"bicubic": state["bicubic_val"], "espcn": state["best_val"]}, "history": state["history"]}
     return write_model(out_path, tensors, card, {"scale": str(scale)}, command=command, init=init)
+
+
+def _run(train, data: str, *args, **kwargs):
+    """Call a recipe's ``train``; a ValueError (e.g. every photo smaller than one training
+    crop) becomes the one-line TrainingError that names the data folder."""
+    try:
+        return train(*args, **kwargs)
+    except ValueError as e:
+        raise TrainingError(f"{data}: {e}") from None
+
+
+def _card(description: str, model, state: dict, training_data: dict, recipe: dict, **fields) -> dict:
+    """The model card fields every recipe writes; ``fields`` go in after the weights line."""
+    return (
+        {"model": description}
+        | fields
+        | {
+            "parameters": count_parameters(model),
+            "training_data": training_data,
+            "recipe": state["config"] | recipe,
+            "steps": state["step"],
+            "wall_seconds": round(state["elapsed"], 1),
+        }
+    )
 
 
 def _load_init(init: str | None) -> dict | None:
@@ -218,36 +240,32 @@ def train_mlic(
     init_state = _load_init(init)
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
-    try:
-        model, state = recipe.train(
-            cfg,
-            configs[config],
-            [photos[f] for f in train_files],
-            val,
-            checkpoint,
-            resume=resume,
-            init=init_state,
-            on_progress=_json_lines(progress),
-        )
-    except ValueError as e:
-        raise TrainingError(f"{data}: {e}") from None
+    model, state = _run(
+        recipe.train,
+        data,
+        cfg,
+        configs[config],
+        [photos[f] for f in train_files],
+        val,
+        checkpoint,
+        resume=resume,
+        init=init_state,
+        on_progress=_json_lines(progress),
+    )
     tensors = storage_tensors(model.state_dict(), stored_int8)
-    card = {
-        "model": "MLICv2-style learned image codec (models/mlicv2.py), gain units for 4 rate levels",
-        "config": configs[config].to_json(),
-        "parameters": count_parameters(model),
-        "weights": STORAGE,
-        "training_data": {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
-        "recipe": state["config"]
-        | {
+    card = _card(
+        "MLICv2-style learned image codec (models/nets/mlicv2.py), gain units for 4 rate levels",
+        model,
+        state,
+        {"folder": str(data), "train_images": len(train_files), "val_crops": len(val)},
+        {
             "init": _mlic_init(init, init_state, configs[config]),
             "lambdas": list(recipe.MLICv2.LAMBDAS),
             "loss": "lambda * 255^2 * MSE + bpp (likelihoods of y and z), aux loss on the bottleneck quantiles",
         },
-        "steps": state["step"],
-        "wall_seconds": round(state["elapsed"], 1),
-        "history": state["history"],
-    }
+        config=configs[config].to_json(),
+        weights=STORAGE,
+    ) | {"history": state["history"]}
     return write_model(
         out_path, tensors, card, {"config": json.dumps(configs[config].to_json())}, command=command, init=init
     )
@@ -259,7 +277,7 @@ def _mlic_init(init: str | None, state: dict | None, cfg) -> str:
         return "random initialisation (block-DCT warm start where the config has it)"
     narrow = state["y_gain"].shape[1] if "y_gain" in state else cfg.M
     if narrow < cfg.M:
-        return f"widened from {init} (latent {narrow} -> {cfg.M} channels, models/train_mlic.widen), then trained"
+        return f"widened from {init} (latent {narrow} -> {cfg.M} channels, models/train/mlic.widen), then trained"
     return f"continued from {init}"
 
 
@@ -293,37 +311,31 @@ def train_dereflect(
     model_cfg = RRConfig()
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
-    try:
-        model, state = recipe.train(
-            cfg,
-            model_cfg,
-            [photos[f] for f in train_files],
-            [photos[f] for f in val_files],
-            checkpoint,
-            resume=resume,
-            init=init_state,
-            on_progress=_json_lines(progress),
-        )
-    except ValueError as e:
-        raise TrainingError(f"{data}: {e}") from None
+    model, state = _run(
+        recipe.train,
+        data,
+        cfg,
+        model_cfg,
+        [photos[f] for f in train_files],
+        [photos[f] for f in val_files],
+        checkpoint,
+        resume=resume,
+        init=init_state,
+        on_progress=_json_lines(progress),
+    )
     tensors = storage_tensors(model.state_dict())
-    card = {
-        "model": "RRFormer-style reflection removal (models/rrformer.py)",
-        "config": model_cfg.to_json(),
-        "parameters": count_parameters(model),
-        "weights": "fp16 safetensors",
-        "training_data": {
+    card = _card(
+        "RRFormer-style reflection removal (models/nets/rrformer.py)",
+        model,
+        state,
+        {
             "folder": str(data),
             "train_images": len(train_files),
             "val_images": len(val_files),
-            "blends": "synthesized on the fly (models/train_rrformer.py)",
+            "blends": "synthesized on the fly (models/train/rrformer.py)",
         },
-        "recipe": state["config"]
-        | {
-            "loss": "L1(T) + 0.5 L1(grad T) + 0.5 L1(R) + 0.2 exclusion(T, R)",
-        },
-        "steps": state["step"],
-        "wall_seconds": round(state["elapsed"], 1),
-        "history": state["history"],
-    }
+        {"loss": "L1(T) + 0.5 L1(grad T) + 0.5 L1(R) + 0.2 exclusion(T, R)"},
+        config=model_cfg.to_json(),
+        weights="fp16 safetensors",
+    ) | {"history": state["history"]}
     return write_model(out_path, tensors, card, {"config": json.dumps(model_cfg.to_json())}, command=command, init=init)

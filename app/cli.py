@@ -302,6 +302,38 @@ def _train(args, command: str) -> int:
                 f"{val.get('net', float('nan')):.2f} dB (input {val.get('input', float('nan')):.2f} dB)"
             )
         return EXIT_OK
+    if args.model == "enhance":
+        from ncodec.video.enhance_training import train_enhance
+
+        card = train_enhance(
+            args.data,
+            args.out,
+            base=args.base,
+            preset=args.preset,
+            minutes=args.minutes,
+            steps=args.steps,
+            channels=args.channels,
+            layers=args.layers,
+            frames=args.frames,
+            passes=args.passes,
+            crop=args.crop or 48,
+            batch=args.batch or 16,
+            seed=args.seed,
+            threads=args.threads,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            init=args.init,
+            lr=args.lr,
+            progress=not args.quiet,
+            command=command,
+        )
+        if not args.quiet:
+            v = card["validation"]
+            print(
+                f"{args.out}: {card['steps']} steps in {card['wall_seconds'] / 60:.1f} min; validation "
+                f"{v['val_psnr']:.2f} dB against {v['val_base_psnr']:.2f} dB decoded ({v['val_gain']:+.2f} dB)"
+            )
+        return EXIT_OK
     if args.model == "mlic":
         card = train_mlic(
             args.data,
@@ -551,7 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train MODEL on a folder of photos and write safetensors weights (fp16; MLIC's "
         "large tensors int8) plus a JSON model card (OUT with .json).",
     )
-    t.add_argument("model", choices=["espcn", "mlic", "dereflect"])
+    t.add_argument("model", choices=["espcn", "mlic", "dereflect", "enhance"])
+    t.add_argument(
+        "--base", default="av1", choices=["av1", "x265", "x264"], help="enhance: the base codec (default av1)"
+    )
+    t.add_argument("--preset", help="enhance: the base encoder's preset (default: its own)")
+    t.add_argument("--channels", type=int, default=24, help="enhance: network width (default 24)")
+    t.add_argument("--layers", type=int, default=6, help="enhance: convolutions (default 6)")
+    t.add_argument("--frames", type=int, default=10, help="enhance: frames per coded pan (default 10)")
+    t.add_argument("--passes", type=int, default=2, help="enhance: pans per training photo (default 2)")
+    t.add_argument("--steps", type=int, help="stop after this many steps (default: the time budget)")
     t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
     t.add_argument(
         "--config",
@@ -560,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="mlic: model size (default small; wide, wider: wider latents, --init with the "
         "weights of a narrower one grows them)",
     )
-    t.add_argument("--crop", type=int, help="mlic/dereflect: training crop side (default 128/160)")
+    t.add_argument("--crop", type=int, help="mlic/dereflect/enhance: training crop side (default 128/160/48)")
     t.add_argument(
         "--zoom",
         type=float,

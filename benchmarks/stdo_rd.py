@@ -1,4 +1,4 @@
-"""STDO rate-distortion report: real bitstreams, all variants and peers in one run.
+"""STDO rate-distortion report of the paper setting (--network espcn): real bitstreams, all variants and peers in one run.
 
 For each clip (cut losslessly to its first ``--frames`` frames, video only) and each LR
 crf, at one scale:
@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 
 from ncodec.codec.container import ContainerReader, unpack_chunks
-from ncodec.codec.stdo import downscale
+from ncodec.codec.stdo_espcn import downscale
 from ncodec.video import MediaReader, VideoWriter, encode_file, metrics
 from ncodec.video.bench import PeakMemory, _decode_and_measure, markdown, plot, save_results
 
@@ -122,7 +122,7 @@ def bench_clip(clip: Path, frames: int, scale: int, chunks: int, steps: int, tmp
         for crf in crfs:
             label[codec] = f"{codec} (full res)"
             encode(codec, f"crf={crf}", {"crf": crf})
-    base = {"scale": scale, "segment_frames": frames, "patch": 32}
+    base = {"network": "espcn", "base": "x264", "scale": scale, "segment_frames": frames, "patch": 32}
     for crf in LR_CRFS:
         label["stdo"] = "LR x264 + generic ESPCN"
         encode("stdo", f"lr crf={crf}", base | {"crf": crf, "chunks": 1, "steps": 0})

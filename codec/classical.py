@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from .colour import frame_to_rgb, output_colour, rgb_to_frame
+from .colour import frame_planes, frame_to_rgb, output_colour, rgb_to_frame
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .errors import BitstreamError
 from .options import PRESET_X26X, Option
@@ -166,22 +166,34 @@ class ClassicalCodec(Codec):
             yield PACKET_SECTION, pack_chunks(pending)
 
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
-        cw, ch = self._geometry(header)
         colour = output_colour(header.colour, header.height)
+        for f in self.decode_frames(sections, header):
+            yield frame_to_rgb(f, colour)[: header.height, : header.width]
+
+    def decode_planes(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[tuple[np.ndarray, ...]]:
+        """The decoded Y, Cb, Cr planes at the coded (even) size, as the encoder coded them."""
+        for f in self.decode_frames(sections, header):
+            yield frame_planes(f)
+
+    def decode_frames(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[av.VideoFrame]:
+        """The decoder's yuv420p frames, each checked against the coded size."""
+        cw, ch = self._geometry(header)
         ctx = av.CodecContext.create(self.decoder, "r")
         ctx.thread_type = "AUTO"
 
-        def pictures(frames: list[av.VideoFrame]) -> Iterator[np.ndarray]:
+        def checked(frames: list[av.VideoFrame]) -> Iterator[av.VideoFrame]:
             for f in frames:
-                if (f.width, f.height) != (cw, ch):
-                    raise BitstreamError(f"decoded picture is {f.width}x{f.height}, header says {cw}x{ch}")
-                yield frame_to_rgb(f, colour)[: header.height, : header.width]
+                if (f.width, f.height) != (cw, ch) or f.format.name != "yuv420p":
+                    raise BitstreamError(
+                        f"decoded picture is {f.width}x{f.height} {f.format.name}, header says {cw}x{ch}"
+                    )
+                yield f
 
         try:
             for _, payload in sections:
                 for data in unpack_chunks(payload):
-                    yield from pictures(ctx.decode(ffmpeg_packet(data)))
-            yield from pictures(ctx.decode(None))
+                    yield from checked(ctx.decode(ffmpeg_packet(data)))
+            yield from checked(ctx.decode(None))
         except av.error.FFmpegError as e:
             raise BitstreamError(f"{self.name} stream is corrupted ({e.strerror or e})") from None
 

@@ -71,3 +71,20 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> av.VideoFrame
 def output_colour(colour: Colour, height: int) -> Colour:
     """The colour tags an encoder should write: the source's, with the matrix and range made explicit."""
     return Colour(colour.primaries, colour.transfer, effective_matrix(colour, height), colour.range or LIMITED)
+
+
+def frame_planes(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
+    """The planes of a planar frame (yuv420p: Y, Cb, Cr) as uint8 arrays, without line padding."""
+    return tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].copy() for p in frame.planes)
+
+
+def planes_to_rgb(planes: tuple[np.ndarray, ...], colour: Colour) -> np.ndarray:
+    """HxWx3 uint8 RGB of yuv420p planes (Y, Cb, Cr), converted as a decoder's frame of
+    that colour would be (``colour`` with its matrix and range explicit)."""
+    y = planes[0]
+    frame = av.VideoFrame(y.shape[1], y.shape[0], "yuv420p")
+    for plane, data in zip(frame.planes, planes):
+        rows = np.zeros((plane.height, plane.line_size), np.uint8)
+        rows[:, : plane.width] = data
+        plane.update(rows.tobytes())
+    return frame_to_rgb(frame, colour)

@@ -1,139 +1,106 @@
-"""The STDO video codec: a low-resolution classical stream plus ESPCN models overfitted
-to spatial-temporal chunks of the video (Li et al., "Towards High-Quality and Efficient
-Video Super-Resolution via Spatial-Temporal Data Overfitting", CVPR 2023).
+"""The STDO video codec, ncodec's default for videos: a classical base layer, a trained
+enhancement network on its decoded frames, and per-segment overfitting sent only where
+it pays for its bytes (after Li et al., "Towards High-Quality and Efficient Video
+Super-Resolution via Spatial-Temporal Data Overfitting", CVPR 2023).
 
 Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
-  1. pad the frames to a multiple of the scale, downscale them (models/espcn.bicubic_resize,
-     the kernel ESPCN was trained for) and code the LR frames with a classical codec
-     (x264/x265 from codec/classical.py: this module never touches PyAV itself);
-  2. decode that LR stream again: the models are trained on what the client will see;
-  3. cut every LR luma plane into patches, score each patch by the generic (shipped)
-     ESPCN's error against the original, and sort the segment's patches into k chunks
-     of equal size by that score (chunk 0 the hardest);
-  4. overfit one ESPCN per chunk from the generic weights, or with ``joint`` one model on
-     all of the hardest chunk and geometrically fewer samples of the easier ones;
-  5. code each model's weights (8-bit per channel, rANS) as they are or as a delta from
-     the generic weights, whichever is smaller; entropy-code the chunk map.
+  1. code the frames with the base codec (SVT-AV1 by default, x265 or x264; through
+     codec/classical.py) and decode them again: the 4:2:0 planes the client will see;
+  2. run the shipped enhancement network (models/nets/enhance.py) on them, told the crf;
+  3. overfit the network's biases to this segment (models/train/enhance.tune_biases)
+     and keep the update only if it lowers D + lambda R, where lambda is the segment's
+     own rate-distortion slope, measured by a second base encode at crf + LAMBDA_CRF_STEP.
 
 One "SSEG" section per segment, a chunk list::
 
-    JSON  {"frames": n, "models": m, "delta": [bool] * m}
-    LR stream: the classical codec's section payloads, as a chunk list
-    chunk map: rANS-coded model index per patch, n x rows x cols (empty when m == 1)
-    m coded weight states (codec/weights.py), full or delta
+    JSON  {"frames": n, "crf": c, "delta": bool}
+    base stream: the base codec's section payloads, as a chunk list
+    bias update: rANS-coded integers in DELTA_STEP units (empty when "delta" is false)
 
-The decoder upscales each frame's patches with their chunk's model, every patch with
-its margin of real context, so no seams come from padding; chroma is bicubic.
+The decoder runs the network in integer arithmetic carried exactly in float32, so
+every machine decodes a file to the same pixels. ``--network espcn`` selects the
+paper's setting instead (codec/stdo_espcn.py: chunk models over a downscaled stream);
+files coded with it, and every STDO file from before the enhancement network, decode
+through that module.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import sys
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from .classical import PACKET_SECTION, PRESET_X26X, X264, X265, ClassicalCodec
+from . import stdo_espcn
+from .classical import AV1, PACKET_SECTION, PRESET_X26X, X264, X265, ClassicalCodec, pad_to
+from .colour import frame_planes, output_colour, planes_to_rgb, rgb_to_frame
 from .container import StreamHeader, pack_chunks, unpack_chunks
-from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
+from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
 from .options import SEED, TIME_BUDGET, Option
 from .registry import Section, SegmentedCodec, register
-from .weights import decode_state, encode_state
 
 SEGMENT_TAG = "SSEG"
-MAX_SEGMENT_FRAMES = 1000
-MAX_MODELS = 64
-MAX_MAP_SYMBOLS = 1 << 24  # chunk-map entries per segment (frames x patches), checked before decoding
-LR_CODECS: dict[str, ClassicalCodec] = {"x264": X264, "x265": X265}
+BASES: dict[str, ClassicalCodec] = {"av1": AV1, "x265": X265, "x264": X264}
+NETWORKS = ("enhance", "espcn")
+ENHANCE_WEIGHTS = "enhance_av1"  # the network encoders use (models/weights/)
+LAMBDA_CRF_STEP = 4
 DECODE_BATCH = 4
+MAX_DELTA = 1 << 15
+AV1_PRESETS = tuple(str(p) for p in range(14))
+ESPCN_ONLY = ("chunks", "joint", "patch", "train_layers")  # options of the paper setting
 
 
-def generic_fingerprint(scale: int) -> str:
-    """Identity of the shipped ESPCN weights that deltas are taken against."""
-    from ncodec.models.zoo import espcn_name, fingerprint
+def enhance_fingerprint(name: str) -> str:
+    from ncodec.models.zoo import fingerprint
 
-    return fingerprint(espcn_name(scale))
-
-
-def _luma(rgb: np.ndarray):
-    """N,H,W,3 uint8 RGB -> N,1,H,W uint8 full-range luma (the Upscaler's colour handling)."""
-    import cv2
-    import torch
-
-    return torch.from_numpy(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb)[:, :, 0] for f in rgb]))[:, None]
-
-
-def downscale(rgb: list[np.ndarray], scale: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Frames padded (edge) to a multiple of ``scale``, and their LR versions: antialiased
-    bicubic (the kernel ESPCN is trained for), rounded to uint8."""
-    import torch
-
-    from ncodec.models.nets.espcn import bicubic_resize
-
-    h, w = rgb[0].shape[:2]
-    lh, lw = math.ceil(h / scale), math.ceil(w / scale)
-    hr = np.stack([np.pad(f, ((0, lh * scale - h), (0, lw * scale - w), (0, 0)), mode="edge") for f in rgb])
-    with torch.inference_mode():
-        t = torch.from_numpy(hr).permute(0, 3, 1, 2)
-        lr = [
-            (bicubic_resize(b.float() / 255, 1 / scale).clamp(0, 1) * 255).round().to(torch.uint8) for b in t.split(8)
-        ]
-    return hr, list(torch.cat(lr).permute(0, 2, 3, 1).contiguous().numpy())
-
-
-# Weight precision of the coded models: a fixed step, so that a model's output stays
-# within ~56 dB PSNR of its float self (measured on the shipped x2/x3/x4 weights); a
-# per-channel 8-bit range is far too coarse for ESPCN (15 dB: its pass-through weights
-# are 100x larger than the detail weights sharing their channel).
-WEIGHT_STEP = 2.0**-12
-WEIGHT_BITS = 16  # symbol width recorded in the coded state; the entropy coder's alphabet is the real cap
-
-
-def code_weights(state: dict, generic: dict) -> tuple[bool, bytes]:
-    """(is_delta, coded state): the weights, or their difference from the generic model,
-    whichever codes smaller at WEIGHT_STEP. A delta too large for the coder's alphabet at
-    that step gets a coarser step (never seen with the shipped training settings)."""
-    options = []
-    diff = {n: v - generic[n] for n, v in state.items()}
-    for is_delta, tensors in ((True, diff), (False, state)):
-        try:
-            options.append((is_delta, encode_state(tensors, WEIGHT_BITS, WEIGHT_STEP)))
-        except ValueError:  # beyond the alphabet at this precision (full weights always are)
-            pass
-    if not options:
-        largest = max(float(v.abs().max()) for v in diff.values())
-        options.append((True, encode_state(diff, WEIGHT_BITS, largest / (MAX_ALPHABET // 2 - 1))))
-    return min(options, key=lambda o: len(o[1]))
+    return fingerprint(name)
 
 
 class STDOCodec(SegmentedCodec):
     name, tag, segment_tag = "stdo", "stdo", SEGMENT_TAG
-    description = "STDO: low-resolution x264/x265 stream + ESPCN models overfitted to chunks of the video"
+    description = "STDO: SVT-AV1/x265/x264 base layer + a trained enhancement network, overfitted where it pays"
     uses_torch = True
-    quality_levels = {
-        "low": {"crf": 32, "chunks": 2},
-        "medium": {"crf": 27, "chunks": 4},
-        "high": {"crf": 22, "chunks": 4},
-        "best": {"crf": 18, "chunks": 8},
-    }
+    quality_levels = {"low": {}, "medium": {}, "high": {}, "best": {}}  # the base codec's crf for the level
+    default_quality = "medium"
 
     options = (
-        Option("scale", int, 2, "downscaling factor of the low-resolution stream", choices=(2, 3, 4)),
-        Option("lr_codec", str, "x264", "codec of the low-resolution stream", choices=tuple(LR_CODECS)),
-        Option("crf", int, 23, "constant rate factor of the low-resolution stream", low=0, high=51),
-        Option("preset", str, None, "speed preset of the low-resolution stream's encoder", choices=PRESET_X26X),
-        Option("chunks", int, 4, "patch chunks, one overfitted model each", low=1, high=MAX_MODELS),
-        Option("joint", bool, False, "one jointly trained model for every chunk (smallest bitstream)"),
-        Option("patch", int, 32, "patch side in low-resolution pixels", low=8, high=256),
-        Option("segment_frames", int, 150, "frames per independently coded segment", low=1, high=MAX_SEGMENT_FRAMES),
+        Option("base", str, "av1", "classical codec of the base layer", choices=tuple(BASES)),
+        Option(
+            "network",
+            str,
+            "enhance",
+            "enhance: the trained enhancement network at full resolution; espcn: the paper's "
+            "ESPCN chunk models over a downscaled x264/x265 stream",
+            choices=NETWORKS,
+        ),
+        Option("scale", int, 1, "downscaling factor of the base layer (espcn: 2, 3 or 4)", choices=(1, 2, 3, 4)),
+        Option("crf", int, None, "base layer's constant rate factor (default: the --quality level's)", low=0, high=63),
+        Option("preset", str, None, "base encoder's speed preset", choices=AV1_PRESETS + PRESET_X26X),
+        Option(
+            "overfit",
+            str,
+            "auto",
+            "auto: send a segment's overfitted bias update when it lowers D + lambda R; off: never",
+            choices=("auto", "off"),
+            encoder_only=True,
+        ),
+        Option("chunks", int, None, "espcn: patch chunks, one overfitted model each", low=1, high=64),
+        Option("joint", bool, None, "espcn: one jointly trained model for every chunk"),
+        Option("patch", int, None, "espcn: patch side in low-resolution pixels", low=8, high=256),
+        Option(
+            "segment_frames",
+            int,
+            150,
+            "frames per independently coded segment",
+            low=1,
+            high=stdo_espcn.MAX_SEGMENT_FRAMES,
+        ),
         Option(
             "steps",
             int,
-            300,
-            "training steps per model when no time budget is given",
+            None,
+            "overfitting steps per segment when no time budget is given (default: enhance 150, espcn 300)",
             low=0,
             high=1_000_000,
             encoder_only=True,
@@ -141,8 +108,8 @@ class STDOCodec(SegmentedCodec):
         Option(
             "train_layers",
             str,
-            "last",
-            "what overfitting trains: the last layer or all",
+            None,
+            "espcn: what overfitting trains, the last layer or all",
             choices=("last", "all"),
             encoder_only=True,
         ),
@@ -150,199 +117,227 @@ class STDOCodec(SegmentedCodec):
         SEED,
     )
 
+    def settings(self, options: dict, quality: str | None = None) -> dict:
+        s = super().settings(options, quality)
+        base = BASES[s["base"]]
+        if s["crf"] is None:
+            s["crf"] = base.quality_levels[quality or self.default_quality]["crf"]
+        high = 63 if s["base"] == "av1" else 51
+        if s["crf"] > high:
+            raise UsageError(f"--crf must be in 0..{high} for --base {s['base']}, not {s['crf']}")
+        if s["preset"] is not None and (s["preset"] in AV1_PRESETS) != (s["base"] == "av1"):
+            kind = "0..13" if s["base"] == "av1" else ", ".join(PRESET_X26X)
+            raise UsageError(f"--preset for --base {s['base']} must be one of {kind}, not {s['preset']}")
+        if s["network"] == "enhance":
+            given = [o for o in ESPCN_ONLY if s[o] is not None]
+            if given:
+                raise UsageError(f"--{given[0].replace('_', '-')} applies to --network espcn only")
+            if s["scale"] != 1:
+                raise UsageError("--scale 2, 3 or 4 needs --network espcn (the enhancement network works at scale 1)")
+            s["steps"] = 150 if s["steps"] is None else s["steps"]
+        else:
+            defaults = {"chunks": 4, "joint": False, "patch": 32, "train_layers": "last", "steps": 300}
+            s |= {k: v for k, v in defaults.items() if s[k] is None}
+        return s
+
     def params(self, width: int, height: int, fps, options: dict) -> dict:
         s = self.settings(options)
-        scale, patch, segment = s["scale"], s["patch"], s["segment_frames"]
-        lw, lh = math.ceil(width / scale), math.ceil(height / scale)
-        if segment * math.ceil(lw / patch) * math.ceil(lh / patch) > MAX_MAP_SYMBOLS:
-            raise UsageError("too many patches per segment for the format: use fewer --segment-frames")
-        lr_params = LR_CODECS[s["lr_codec"]].params(lw, lh, fps, {"crf": s["crf"], "preset": s["preset"]})
+        if s["network"] == "espcn":
+            return stdo_espcn.make_params(s, width, height, fps)
+        base = BASES[s["base"]]
         return {
-            "scale": scale,
-            "lr_codec": s["lr_codec"],
-            "lr_size": [lw, lh],
-            "lr_params": lr_params,
-            "chunks": s["chunks"],
-            "joint": s["joint"],
-            "patch": patch,
-            "segment_frames": segment,
-            "generic": generic_fingerprint(scale),
+            "network": "enhance",
+            "weights": ENHANCE_WEIGHTS,
+            "fingerprint": enhance_fingerprint(ENHANCE_WEIGHTS),
+            "base": s["base"],
+            "base_params": base.params(width, height, fps, {"crf": s["crf"], "preset": s["preset"]}),
+            "crf": s["crf"],
+            "segment_frames": s["segment_frames"],
         }
 
     # -- shared by encoder and decoder ---------------------------------------------------
 
-    def _layout(self, header: StreamHeader) -> tuple[dict, ClassicalCodec, StreamHeader]:
-        """Validated parameters, the LR codec and the header of the LR stream."""
+    def _layout(self, header: StreamHeader, frames: int | None = None) -> tuple[ClassicalCodec, StreamHeader]:
+        """The base codec and the header of the base stream (of ``frames`` frames)."""
         p = header.params
-        try:
-            scale, patch, (lw, lh) = int(p["scale"]), int(p["patch"]), (int(v) for v in p["lr_size"])
-            inner = LR_CODECS.get(str(p["lr_codec"]))
-            lr_params = dict(p["lr_params"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise BitstreamError(f"STDO parameters are corrupted ({e})") from None
-        if scale not in (2, 3, 4) or not 8 <= patch <= 256 or inner is None:
-            raise BitstreamError("STDO parameters are out of range")
-        if (lw, lh) != (math.ceil(header.width / scale), math.ceil(header.height / scale)):
-            raise BitstreamError("STDO low-resolution size does not match the picture size")
-        lr_header = StreamHeader(inner.tag, lw, lh, header.fps, header.frame_count, header.colour, params=lr_params)
-        return p, inner, lr_header.validate()
+        base = BASES.get(str(p.get("base")))
+        if base is None or not isinstance(p.get("base_params"), dict):
+            raise BitstreamError("STDO parameters are corrupted (base layer)")
+        n = header.frame_count if frames is None else frames
+        inner = StreamHeader(
+            base.tag, header.width, header.height, header.fps, n, header.colour, params=p["base_params"]
+        )
+        return base, inner.validate()
 
     @staticmethod
-    def _grid(lr_header: StreamHeader, patch: int) -> tuple[int, int]:
-        from ncodec.models.nets.stdo import patch_grid
+    def _network(header: StreamHeader):
+        """The enhancement network the file names, checked against its fingerprint."""
+        from ncodec.models.zoo import load_enhance, weights_path
 
-        return patch_grid(lr_header.height, lr_header.width, patch)
+        name, fp = str(header.params.get("weights")), header.params.get("fingerprint")
+        if not weights_path(name).is_file() or enhance_fingerprint(name) != fp:
+            raise BitstreamError(
+                f"this file was coded with the enhancement weights {name} (fingerprint {fp}), "
+                "which this ncodec does not have: decode it with a release that ships them"
+            )
+        return load_enhance(name)
 
     # -- encoder -------------------------------------------------------------------------
 
     def encode_segment(self, rgb: list[np.ndarray], header: StreamHeader, runtime: dict) -> bytes:
-        import torch
-        from tqdm import tqdm
-
-        from ncodec.models.nets import stdo
-        from ncodec.models.train.stdo import overfit
-        from ncodec.models.zoo import load_espcn
-
-        p, inner, lr_header = self._layout(header)
-        if p.get("generic") != generic_fingerprint(p["scale"]):
-            raise UsageError("the shipped ESPCN weights changed since these parameters were made")
         run = runtime.get("settings") or self.encoder_settings({})
-        s, patch, k = p["scale"], p["patch"], int(p["chunks"])
-        torch.manual_seed(run["seed"])
-        lw, lh = lr_header.width, lr_header.height
-        hr, lr_frames = downscale(rgb, s)
-        lr_header = StreamHeader(lr_header.codec, lw, lh, header.fps, len(rgb), header.colour, params=lr_header.params)
-        lr_sections = list(inner.encode(iter(lr_frames), lr_header))
-        seen = np.stack(list(inner.decode(iter(lr_sections), lr_header)))  # what the client will upscale
-        win = stdo.windows(_luma(seen), patch)
-        target = stdo.hr_patches(_luma(hr), patch, s)
-        generic = load_espcn(s)
-        k = min(k, len(win))  # a tiny segment has fewer patches than chunks: no empty chunk
-        ids = stdo.chunk_by_difficulty(stdo.patch_errors(generic, win, target), k)
+        if header.params.get("network") != "enhance":
+            return stdo_espcn.encode_segment(rgb, header, run, runtime)
+        from ncodec.models.nets.enhance import IntegerEnhancer
+        from ncodec.models.train.enhance import tune_biases
+
+        base, inner = self._layout(header, len(rgb))
+        crf = int(header.params["crf"])
+        model = self._network(header)
+        generic = IntegerEnhancer(model)
+        sections, decoded = self._base_layer(base, inner, rgb, crf)
+        source = self._source_planes(base, inner, rgb)
+        delta = None
         share = len(rgb) / max(header.frame_count, 1)
-        budget = run["time_budget"] * share if run["time_budget"] else 0.0
-        if p["joint"] or k == 1:
-            idx = stdo.joint_sample(ids, k, run["seed"])
-            groups = [idx]
-            ids = torch.zeros_like(ids)
-        else:
-            groups = [torch.nonzero(ids == c).flatten() for c in range(k)]
-        coded, delta = [], []
-        bar = tqdm(
-            groups,
-            desc=f"overfit {len(groups)} model(s), {len(rgb)} frames",
-            unit="model",
-            file=sys.stderr,
-            leave=False,
-            disable=not runtime.get("progress"),
+        seconds = run["time_budget"] * share if run["time_budget"] else None
+        if run["overfit"] == "auto" and (seconds or run["steps"]):
+            d_generic = _sse(generic, decoded, source, crf)
+            update = tune_biases(model, decoded, source, crf, steps=run["steps"], seconds=seconds, seed=run["seed"])
+            coded = encode_symbols(update.numpy())
+            d_tuned = _sse(IntegerEnhancer(model, update), decoded, source, crf)
+            if d_tuned < d_generic:
+                lam = self._slope(base, inner, rgb, crf, source, generic, d_generic, sections)
+                if delta_pays(d_generic, d_tuned, lam, len(coded)):
+                    delta = coded
+        meta = {"frames": len(rgb), "crf": crf, "delta": delta is not None}
+        return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in sections]), delta or b""])
+
+    @staticmethod
+    def _base_layer(base: ClassicalCodec, inner: StreamHeader, rgb: list[np.ndarray], crf: int):
+        """The base stream's sections at ``crf`` and its decoded planes (packed, uint8)."""
+        header = StreamHeader(
+            inner.codec,
+            inner.width,
+            inner.height,
+            inner.fps,
+            len(rgb),
+            inner.colour,
+            params=inner.params | {"crf": crf},
         )
-        for c, idx in enumerate(bar):
-            model = generic
-            if budget or run["steps"]:  # the time budget when given, else the step count
-                model, _ = overfit(
-                    generic,
-                    win[idx],
-                    target[idx],
-                    seconds=budget / len(groups) or None,
-                    max_steps=run["steps"],
-                    seed=run["seed"] + c,
-                    layers=run["train_layers"],
-                    device=runtime.get("device", "cpu"),
-                )
-            is_delta, payload = code_weights(model.state_dict(), generic.state_dict())
-            delta.append(is_delta)
-            coded.append(payload)
-        bar.close()
-        meta = {"frames": len(rgb), "models": len(coded), "delta": delta}
-        chunk_map = encode_symbols(ids.numpy()) if len(coded) > 1 else b""
-        return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in lr_sections]), chunk_map, *coded])
+        sections = list(base.encode(iter(rgb), header))
+        return sections, packed_planes(base.decode_planes(iter(sections), header))
+
+    @staticmethod
+    def _source_planes(base: ClassicalCodec, inner: StreamHeader, rgb: list[np.ndarray]):
+        """The planes the base encoder was given (padded to the coded size, same colour)."""
+        cw, ch = base._geometry(inner)
+        return source_planes([pad_to(f, cw, ch) for f in rgb], inner.colour)
+
+    def _slope(self, base, inner, rgb, crf, source, generic, d_generic, sections) -> float:
+        """lambda: distortion bought per bit on this segment's own curve (base + generic
+        network), from a second base encode LAMBDA_CRF_STEP crf coarser."""
+        high = 63 if base is AV1 else 51
+        coarser = min(crf + LAMBDA_CRF_STEP, high)
+        if coarser == crf:
+            return float("inf")
+        other, planes = self._base_layer(base, inner, rgb, coarser)
+        bits = 8 * (sum(len(p) for _, p in sections) - sum(len(p) for _, p in other))
+        d_other = _sse(generic, planes, source, coarser)
+        return max(d_other - d_generic, 0.0) / bits if bits > 0 else float("inf")
 
     # -- decoder -------------------------------------------------------------------------
 
     def decode(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[np.ndarray]:
-        p, inner, lr_header = self._layout(header)
+        if header.params.get("network") != "enhance":
+            p, inner, lr_header = stdo_espcn.layout(header)
+            for _, payload in sections:
+                yield from stdo_espcn.decode_segment(payload, header, p, inner, lr_header)
+            return
+        base, _ = self._layout(header)
+        model = self._network(header)
         for _, payload in sections:
-            yield from self.decode_segment(payload, header, p, inner, lr_header)
+            yield from self._decode_segment(payload, header, base, model)
 
-    def decode_segment(
-        self, payload: bytes, header: StreamHeader, p: dict, inner: ClassicalCodec, lr_header: StreamHeader
+    def _decode_segment(
+        self, payload: bytes, header: StreamHeader, base: ClassicalCodec, model
     ) -> Iterator[np.ndarray]:
         import torch
 
-        from ncodec.models.nets import stdo
-        from ncodec.models.nets.espcn import ESPCN, FastESPCN, to_uint8
-        from ncodec.models.upscaler import auto_precision, upscale_rgb
-        from ncodec.models.zoo import load_espcn
+        from ncodec.models.nets.enhance import IntegerEnhancer, bias_count, unpack
 
         chunks = unpack_chunks(payload)
         try:
             meta = json.loads(chunks[0])
-            n, m, delta = int(meta["frames"]), int(meta["models"]), [bool(d) for d in meta["delta"]]
+            n, crf, has_delta = int(meta["frames"]), int(meta["crf"]), bool(meta["delta"])
         except (IndexError, ValueError, KeyError, TypeError) as e:
             raise BitstreamError(f"corrupted STDO segment header ({e})") from None
-        if not (1 <= n <= MAX_SEGMENT_FRAMES and 1 <= m <= MAX_MODELS and len(delta) == m and len(chunks) == 3 + m):
+        if not (1 <= n <= stdo_espcn.MAX_SEGMENT_FRAMES and 0 <= crf <= 63 and len(chunks) == 3):
             raise BitstreamError("corrupted STDO segment (counts out of range)")
-        s, patch = p["scale"], p["patch"]
-        rows, cols = self._grid(lr_header, patch)
-        if n * rows * cols > MAX_MAP_SYMBOLS:
-            raise BitstreamError("STDO segment has more patches than the format allows")
-        if m > 1:
-            ids = decode_symbols(chunks[2], n * rows * cols)
-            if ids.min() < 0 or ids.max() >= m:
-                raise BitstreamError("corrupted STDO chunk map")
-            ids = torch.from_numpy(ids.astype(np.int64))
-        else:
-            ids = torch.zeros(n * rows * cols, dtype=torch.int64)
-        if any(delta) and p.get("generic") != generic_fingerprint(s):
-            raise BitstreamError(f"this stream was made against other ESPCN x{s} weights than this ncodec ships")
-        generic = load_espcn(s)
-        expected = {k: tuple(v.shape) for k, v in generic.state_dict().items()}
-        precision = auto_precision(s)
-        models = []
-        for coded, is_delta in zip(chunks[3:], delta):
-            state = decode_state(coded, expected)
-            if is_delta:
-                state = {k: v + generic.state_dict()[k] for k, v in state.items()}
-            model = ESPCN(s)
-            model.load_state_dict(state)
-            models.append(FastESPCN(model.eval(), precision))
-        lr_header = StreamHeader(
-            lr_header.codec, lr_header.width, lr_header.height, header.fps, n, header.colour, params=lr_header.params
-        )
-        per_frame = rows * cols
-        lr_sections = ((PACKET_SECTION, c) for c in unpack_chunks(chunks[1]))
-        done = 0
-        pending: list[np.ndarray] = []
+        update = None
+        if has_delta:
+            values = decode_symbols(chunks[2], bias_count(model.cfg))
+            if np.abs(values).max() > MAX_DELTA:
+                raise BitstreamError("corrupted STDO bias update")
+            update = torch.from_numpy(values.astype(np.int64))
+        elif chunks[2]:
+            raise BitstreamError("corrupted STDO segment (an update it does not declare)")
+        net = IntegerEnhancer(model, update)
+        _, inner = self._layout(header, n)
+        colour = output_colour(inner.colour, inner.height)
+        done, pending = 0, []
 
-        def upscale(batch: list[np.ndarray], first: int) -> Iterator[np.ndarray]:
-            frame_ids = ids[first * per_frame : (first + len(batch)) * per_frame]
+        def restore(batch):
+            y, u, v = unpack(net(packed_planes(batch), crf))
+            for i in range(len(batch)):
+                rgb = planes_to_rgb((y[i].numpy(), u[i].numpy(), v[i].numpy()), colour)
+                yield rgb[: header.height, : header.width]
 
-            @torch.inference_mode()
-            def luma(y: np.ndarray) -> np.ndarray:
-                win = stdo.windows(torch.from_numpy(y)[:, None], patch).float()
-                out = torch.empty(len(win), 1, patch * s, patch * s, dtype=torch.uint8)
-                for c, model in enumerate(models):
-                    sel = torch.nonzero(frame_ids == c).flatten()
-                    if len(sel):
-                        out[sel] = to_uint8(stdo.upscale_windows(model, win[sel], s))
-                big = stdo.assemble(out, len(y), lr_header.height * s, lr_header.width * s, patch, s)
-                return big[:, 0].numpy()
-
-            for f in upscale_rgb(np.stack(batch), s, luma):
-                yield f[: header.height, : header.width]
-
-        for rgb in inner.decode(lr_sections, lr_header):
+        packets = ((PACKET_SECTION, c) for c in unpack_chunks(chunks[1]))
+        for planes in base.decode_planes(packets, inner):
             if done + len(pending) >= n:
                 raise BitstreamError("STDO segment holds more frames than it declares")
-            pending.append(rgb)
+            pending.append(planes)
             if len(pending) == DECODE_BATCH:
-                yield from upscale(pending, done)
+                yield from restore(pending)
                 done, pending = done + len(pending), []
         if pending:
-            yield from upscale(pending, done)
+            yield from restore(pending)
             done += len(pending)
         if done != n:
             raise BitstreamError(f"STDO segment declares {n} frames, its stream holds {done}")
+
+
+def packed_planes(planes: Iterable[tuple[np.ndarray, ...]]):
+    """N,6,h,w uint8 packed planes (models/nets/enhance.pack) of (Y, Cb, Cr) tuples."""
+    import torch
+
+    from ncodec.models.nets.enhance import pack
+
+    y, u, v = (torch.from_numpy(np.stack(p)) for p in zip(*planes))
+    return pack(y, u, v)
+
+
+def source_planes(rgb: list[np.ndarray], colour) -> "torch.Tensor":  # noqa: F821
+    """N,6,h,w packed planes of RGB frames (even sizes), converted as the base encoders convert."""
+    out = output_colour(colour, rgb[0].shape[0])
+    return packed_planes(frame_planes(rgb_to_frame(f, "yuv420p", out)) for f in rgb)
+
+
+def delta_pays(d_generic: float, d_tuned: float, lam: float, nbytes: int) -> bool:
+    """Whether a bias update of ``nbytes`` lowers D + lambda R (D: squared error summed over
+    the segment, lambda: its distortion per bit; one more byte for the segment's flag)."""
+    return d_generic - d_tuned > lam * 8 * (nbytes + 1)
+
+
+def _sse(net, decoded, source, crf: int) -> float:
+    """RGB-weighted squared error (models/train/enhance.weighted_mse, in pixel units)
+    of the network's output against the source, summed over the segment's pixels."""
+    from ncodec.models.train.enhance import weighted_mse
+
+    out = net(decoded, crf).float()
+    return (
+        float(weighted_mse(out, source.float())) * 255**2 * decoded.shape[0] * decoded.shape[2] * decoded.shape[3] * 4
+    )
 
 
 STDO = register(STDOCodec())

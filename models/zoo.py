@@ -152,6 +152,16 @@ def load_rrformer(path=None):
     return load_model(path or weights_path("rrformer"), build)
 
 
+def load_enhance(name: str = "enhance_av1", path=None):
+    """The enhancement network ``name`` (models/nets/enhance.py) in its quantised form, the
+    one the integer decoder runs; ValueError if the file is not such weights."""
+    from .nets.enhance import EnhanceConfig, Enhancer
+
+    model = load_model(path or weights_path(name), lambda cfg: Enhancer(EnhanceConfig(**cfg)))
+    model.quantised = True
+    return model
+
+
 def continued(card: dict, init: str | None) -> dict:
     """``card`` with the runs it continues (the card beside ``--init``, if any) listed
     under previous_runs, each with its validation history (the learning curve across

@@ -40,7 +40,7 @@ def test_x264_gives_identical_bytes_on_real_footage():
     from fractions import Fraction
 
     from ncodec.codec.container import StreamHeader
-    from ncodec.codec.stdo import downscale
+    from ncodec.codec.stdo_espcn import downscale
     from ncodec.video import MediaReader
 
     with MediaReader(Path(__file__).parents[1] / "samples" / "city.mp4") as r:

@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 import ncodec.codec as c
 
-small = {"stdo": {"steps": 1, "patch": 16, "chunks": 2}, "hnerv": {"size": 10_000, "epochs": 1}}
+small = {"stdo": {"steps": 1}, "hnerv": {"size": 10_000, "epochs": 1}}
 y, x = np.mgrid[0:48, 0:64]
 frames = [np.stack([(x * 3 + i) % 256, (y * 5) % 256, (x + y) % 256], -1).astype(np.uint8) for i in range(3)]
 for name in c.names():

@@ -18,7 +18,7 @@ import pytest
 from helpers import NCODEC, assert_one_line_error, make_video, run
 
 HNERV_TINY = ["-c", "hnerv", "--size", "10000", "--epochs", "2", "--segment-frames", "2"]
-STDO_TINY = ["-c", "stdo", "--steps", "3", "--segment-frames", "3", "--chunks", "2"]
+STDO_TINY = ["-c", "stdo", "--steps", "3", "--segment-frames", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_library_workers_give_the_same_bitstream_and_never_import_ray(clip, sing
     code = (
         "import sys; from ncodec.video import encode_file; from ncodec.video.parallel import make_runner\n"
         "with make_runner(workers=2, threads=1) as runner:\n"
-        "    encode_file(sys.argv[1], sys.argv[2], 'stdo', options={'steps': 3, 'segment_frames': 3, 'chunks': 2},\n"
+        "    encode_file(sys.argv[1], sys.argv[2], 'stdo', options={'steps': 3, 'segment_frames': 3},\n"
         "                runner=runner)\n"
         "print('ray' in sys.modules)"
     )

@@ -1,5 +1,6 @@
-"""STDO end to end on a tiny clip: real LR stream + overfitted models in the container,
-patch geometry, chunking, corrupted sections and option validation."""
+"""STDO's paper setting (--network espcn) end to end on a tiny clip: real LR stream +
+overfitted models in the container, patch geometry, chunking, corrupted sections; and
+the option validation of the STDO codec."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ncodec.codec.stdo import STDO
 from ncodec.models.nets import stdo
 from ncodec.video import decode_file, encode_file
 
-OPTIONS = {"scale": 2, "steps": 15, "segment_frames": 4, "chunks": 2, "patch": 16}
+OPTIONS = {"network": "espcn", "base": "x264", "scale": 2, "steps": 15, "segment_frames": 4, "chunks": 2, "patch": 16}
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,15 @@ def test_chunking_and_joint_sampling():
     [
         ({"scale": 5}, "--scale"),
         ({"crf": 99}, "--crf"),
-        ({"lr_codec": "av1"}, "--lr-codec"),
+        ({"base": "vp9"}, "--base"),
         ({"chunks": 0}, "--chunks"),
+        ({"chunks": 2}, "--chunks applies to --network espcn only"),
+        ({"scale": 2}, "needs --network espcn"),
+        ({"network": "espcn", "base": "av1", "scale": 2}, "x264 or x265"),
+        ({"network": "espcn", "scale": 1, "base": "x264"}, "--scale 2, 3 or 4"),
+        ({"base": "x264", "crf": 60}, "--crf must be in 0..51"),
+        ({"base": "x264", "preset": "4"}, "--preset for --base x264"),
+        ({"preset": "slow"}, "--preset for --base av1"),
     ],
 )
 def test_options_validated(options, pattern):
@@ -105,7 +113,7 @@ def test_options_validated(options, pattern):
 
 
 def test_weights_round_trip_at_the_fixed_step():
-    from ncodec.codec.stdo import WEIGHT_STEP, code_weights
+    from ncodec.codec.stdo_espcn import WEIGHT_STEP, code_weights
     from ncodec.codec.weights import decode_state
     from ncodec.models.zoo import load_espcn
 
@@ -136,7 +144,12 @@ def test_more_chunks_than_patches(tmp_path):
     """A segment of 2 frames of one patch each asked for 4 chunks: 2 models, no empty chunk
     (this raised a RuntimeError from torch before)."""
     src = make_video(tmp_path / "tiny.mp4", 64, 48, frames=2)
-    res = encode_file(src, tmp_path / "tiny.bin", "stdo", options={"steps": 2, "chunks": 4, "patch": 32})
+    res = encode_file(
+        src,
+        tmp_path / "tiny.bin",
+        "stdo",
+        options={"network": "espcn", "base": "x264", "scale": 2, "steps": 2, "chunks": 4, "patch": 32},
+    )
     out = decode_file(tmp_path / "tiny.bin", tmp_path / "tiny.mkv", lossless=True, reference=src)
     assert res.frames == out.frames == 2 and out.quality["psnr"] > 20
     with ContainerReader(tmp_path / "tiny.bin") as r:

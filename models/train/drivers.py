@@ -73,7 +73,7 @@ def train_espcn(
     if scale not in (2, 3, 4):
         raise TrainingUsageError("--scale must be 2, 3 or 4")
     out_path = Path(out)
-    init_state = _load_init(init)
+    init_state = load_init(init)
     train_files, val_files = split_photos(data)
     overrides = {
         k: v for k, v in {"patch": patch, "batch": batch, "lr": lr, "downscales": downscales}.items() if v is not None
@@ -105,7 +105,7 @@ def train_espcn(
         if progress and not sys.stderr.isatty():  # logs get one JSON line per validation
             print(json.dumps(entry), file=sys.stderr, flush=True)
 
-    model, state = _run(
+    model, state = run_recipe(
         recipe.train,
         data,
         cfg,
@@ -124,7 +124,7 @@ def train_espcn(
         else "bicubic initialisation (models/nets/espcn.py), "
         + ("compact: four pass-through channels" if cfg.compact_init else "one channel per phase")
     )
-    card = _card(
+    card = model_card(
         "ESPCN (Shi et al. 2016), Y channel",
         model,
         state,
@@ -139,7 +139,7 @@ def train_espcn(
     return write_model(out_path, tensors, card, {"scale": str(scale)}, command=command, init=init)
 
 
-def _run(train, data: str, *args, **kwargs):
+def run_recipe(train, data: str, *args, **kwargs):
     """Call a recipe's ``train``; a ValueError (e.g. every photo smaller than one training
     crop) becomes the one-line TrainingError that names the data folder."""
     try:
@@ -148,7 +148,7 @@ def _run(train, data: str, *args, **kwargs):
         raise TrainingError(f"{data}: {e}") from None
 
 
-def _card(description: str, model, state: dict, training_data: dict, recipe: dict, **fields) -> dict:
+def model_card(description: str, model, state: dict, training_data: dict, recipe: dict, **fields) -> dict:
     """The model card fields every recipe writes; ``fields`` go in after the weights line."""
     return (
         {"model": description}
@@ -163,7 +163,7 @@ def _card(description: str, model, state: dict, training_data: dict, recipe: dic
     )
 
 
-def _load_init(init: str | None) -> dict | None:
+def load_init(init: str | None) -> dict | None:
     """The state dict of ``--init WEIGHTS`` (safetensors), or None."""
     try:
         return read_weights(init) if init else None
@@ -178,7 +178,7 @@ def _load_photos(data: str, progress: bool) -> tuple[list[Path], list[Path], dic
     return train_files, val_files, {f: read_photo(f) for f in bar}
 
 
-def _json_lines(progress: bool):
+def json_lines(progress: bool):
     """A progress callback that prints each validation entry as one JSON line on stderr."""
 
     def report(entry: dict) -> None:
@@ -237,10 +237,10 @@ def train_mlic(
     cfg = recipe.MLICTrainConfig(minutes=minutes, crop=crop, zoom=zoom, batch=batch, seed=seed, threads=threads)
     if lr is not None:
         cfg.lr = lr
-    init_state = _load_init(init)
+    init_state = load_init(init)
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
-    model, state = _run(
+    model, state = run_recipe(
         recipe.train,
         data,
         cfg,
@@ -250,10 +250,10 @@ def train_mlic(
         checkpoint,
         resume=resume,
         init=init_state,
-        on_progress=_json_lines(progress),
+        on_progress=json_lines(progress),
     )
     tensors = storage_tensors(model.state_dict(), stored_int8)
-    card = _card(
+    card = model_card(
         "MLICv2-style learned image codec (models/nets/mlicv2.py), gain units for 4 rate levels",
         model,
         state,
@@ -303,7 +303,7 @@ def train_dereflect(
     from ncodec.models.train import rrformer as recipe
 
     out_path = Path(out)
-    init_state = _load_init(init)
+    init_state = load_init(init)
     train_files, val_files, photos = _load_photos(data, progress)
     cfg = recipe.RRTrainConfig(minutes=minutes, crop=crop, batch=batch, seed=seed, threads=threads)
     if lr is not None:
@@ -311,7 +311,7 @@ def train_dereflect(
     model_cfg = RRConfig()
     checkpoint = Path(checkpoint or str(out_path) + ".ckpt")
 
-    model, state = _run(
+    model, state = run_recipe(
         recipe.train,
         data,
         cfg,
@@ -321,10 +321,10 @@ def train_dereflect(
         checkpoint,
         resume=resume,
         init=init_state,
-        on_progress=_json_lines(progress),
+        on_progress=json_lines(progress),
     )
     tensors = storage_tensors(model.state_dict())
-    card = _card(
+    card = model_card(
         "RRFormer-style reflection removal (models/nets/rrformer.py)",
         model,
         state,

@@ -1,0 +1,194 @@
+"""STDO's default design: base layer + the shipped enhancement network in exact integer
+arithmetic + a per-segment bias update sent only when it pays. Real SVT-AV1 streams,
+real rANS-coded updates."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import REPO, make_video
+from ncodec.codec.colour import planes_to_rgb
+from ncodec.codec.container import ContainerReader, pack_chunks, unpack_chunks
+from ncodec.codec.entropy import encode_symbols
+from ncodec.codec.errors import BitstreamError
+from ncodec.codec.stdo import STDO, delta_pays, packed_planes
+from ncodec.models.nets.enhance import EnhanceConfig, Enhancer, IntegerEnhancer, bias_count, pack, unpack
+from ncodec.models.zoo import load_enhance
+from ncodec.video import MediaReader, decode_file, encode_file
+
+OPTIONS = {"segment_frames": 3, "steps": 20, "crf": 50}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("enh") / "clip.mp4", 96, 64, frames=6)
+
+
+@pytest.fixture(scope="module")
+def coded(clip):
+    bits = clip.with_name("auto.bin")
+    encode_file(clip, bits, "stdo", options=OPTIONS)
+    return bits
+
+
+def _segments(bits):
+    with ContainerReader(bits) as r:
+        return r.header, [p for _, p in r.sections("SSEG")]
+
+
+def test_round_trip_at_scale_1(clip, coded):
+    out = decode_file(coded, coded.with_suffix(".mkv"), lossless=True, reference=clip)
+    assert out.frames == 6 and out.quality["psnr"] > 25
+    header, payloads = _segments(coded)
+    assert len(payloads) == 2 and header.params["network"] == "enhance" and header.params["base"] == "av1"
+
+
+def test_a_segment_without_update_is_base_plus_the_generic_network(clip, tmp_path):
+    """overfit=off: no update in any segment, and the decoded frames are exactly the
+    integer network's output on the decoded base layer, converted to RGB."""
+    bits = tmp_path / "off.bin"
+    encode_file(clip, bits, "stdo", options=OPTIONS | {"overfit": "off"})
+    header, payloads = _segments(bits)
+    base = STDO._layout(header)[0]
+    net = IntegerEnhancer(load_enhance())
+    expected = []
+    colour = STDO._layout(header)[1].colour
+    from ncodec.codec.colour import output_colour
+
+    for payload in payloads:
+        meta, packets, update = unpack_chunks(payload)
+        assert json.loads(meta)["delta"] is False and update == b""
+        _, inner = STDO._layout(header, json.loads(meta)["frames"])
+        planes = packed_planes(base.decode_planes((("VPKT", c) for c in unpack_chunks(packets)), inner))
+        y, u, v = unpack(net(planes, 50))
+        for i in range(len(y)):
+            rgb = planes_to_rgb((y[i].numpy(), u[i].numpy(), v[i].numpy()), output_colour(colour, 64))
+            expected.append(rgb)
+    decoded = list(STDO.decode(iter(("SSEG", p) for p in payloads), header))
+    assert len(decoded) == 6 and all(np.array_equal(a, b) for a, b in zip(decoded, expected))
+
+
+def test_the_update_is_sent_only_when_it_pays():
+    assert delta_pays(1000.0, 900.0, lam=1.0, nbytes=10)  # 100 less error for 88 bits
+    assert not delta_pays(1000.0, 950.0, lam=1.0, nbytes=10)  # 50 for 88 bits
+    assert not delta_pays(1000.0, 900.0, lam=float("inf"), nbytes=1)
+    assert not delta_pays(1000.0, 1001.0, lam=0.0, nbytes=0)
+
+
+def test_a_sent_update_changes_the_decoded_frames(coded):
+    """Whatever the encoder decided per segment, a segment that carries an update decodes
+    through the updated biases, and one that does not through the shipped ones."""
+    header, payloads = _segments(coded)
+    model = load_enhance()
+    for payload in payloads:
+        meta = json.loads(unpack_chunks(payload)[0])
+        stripped = pack_chunks([json.dumps(meta | {"delta": False}).encode(), unpack_chunks(payload)[1], b""])
+        a = list(STDO.decode(iter([("SSEG", payload)]), header))
+        b = list(STDO.decode(iter([("SSEG", stripped)]), header))
+        assert len(a) == len(b) == meta["frames"]
+        assert any(not np.array_equal(x, y) for x, y in zip(a, b)) == meta["delta"]
+    assert bias_count(model.cfg) == sum(len(c.bias) for c in model.convs)
+
+
+def test_corrupted_updates_raise_bitstream_error(coded):
+    header, payloads = _segments(coded)
+    meta, packets, _ = unpack_chunks(payloads[0])
+    n = bias_count(load_enhance().cfg)
+    with_delta = json.dumps(json.loads(meta) | {"delta": True}).encode()
+    bad = [
+        pack_chunks([with_delta, packets, b"\x05garbage"]),
+        pack_chunks([with_delta, packets, encode_symbols(np.full(n, 1 << 20))]),  # beyond the update's range
+        pack_chunks([json.dumps(json.loads(meta) | {"delta": False}).encode(), packets, b"\x01\x02"]),
+        pack_chunks([json.dumps(json.loads(meta) | {"crf": 99}).encode(), packets, b""]),
+        pack_chunks([b'{"frames": 0, "crf": 30, "delta": false}', packets, b""]),
+        pack_chunks([meta, packets]),
+    ]
+    for payload in bad:
+        with pytest.raises(BitstreamError):
+            list(STDO.decode(iter([("SSEG", payload)]), header))
+
+
+def test_a_file_naming_weights_this_release_lacks_says_which(coded):
+    header, payloads = _segments(coded)
+    header.params["fingerprint"] = "0123456789abcdef"
+    with pytest.raises(BitstreamError, match="enhancement weights enhance_av1 .fingerprint 0123456789abcdef"):
+        list(STDO.decode(iter(("SSEG", p) for p in payloads), header))
+
+
+def test_integer_network_follows_its_quantised_float_form():
+    torch.manual_seed(0)
+    model = Enhancer(EnhanceConfig(8, 3))
+    for conv in model.convs:
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    planes = (torch.rand(2, 6, 20, 24) * 255).round()
+    model.calibrate(planes, torch.tensor([30.0, 30.0]))
+    model.quantised = True
+    with torch.no_grad():
+        float_out = model(planes, 30).round().clamp(0, 255)
+    int_out = IntegerEnhancer(model)(planes.to(torch.uint8), 30).float()
+    assert (float_out - int_out).abs().max() <= 1
+    assert (float_out != int_out).float().mean() < 0.01
+
+
+def test_pack_and_unpack_are_inverse():
+    y, u, v = torch.randint(0, 256, (2, 8, 10)), torch.randint(0, 256, (2, 4, 5)), torch.randint(0, 256, (2, 4, 5))
+    for a, b in zip(unpack(pack(y, u, v)), (y, u, v)):
+        assert torch.equal(a, b)
+
+
+DIGEST = """
+import hashlib, sys, torch
+from ncodec.codec.stdo import packed_planes
+from ncodec.models.nets.enhance import IntegerEnhancer
+from ncodec.models.zoo import load_enhance
+from ncodec.video import MediaReader
+torch.set_num_threads(int(sys.argv[2]))
+from ncodec.codec.colour import frame_planes
+import av
+with av.open(sys.argv[1]) as c:
+    planes = [frame_planes(f.reformat(format="yuv420p")) for _, f in zip(range(4), c.decode(video=0))]
+out = IntegerEnhancer(load_enhance())(packed_planes(planes), 40)
+print(hashlib.sha256(out.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_the_network_gives_the_same_pixels_under_every_kernel_path():
+    """The decoder's arithmetic does not depend on the CPU: the same planes through the
+    integer network give the same bytes with 1 or 2 threads and with PyTorch and oneDNN
+    held to their plainest kernels (a stand-in for an older CPU)."""
+    sample = str(REPO / "samples" / "city.mp4")
+    digests = set()
+    for threads, env in (("2", {}), ("1", {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"})):
+        proc = subprocess.run(
+            [sys.executable, "-c", DIGEST, sample, threads],
+            capture_output=True,
+            text=True,
+            env=os.environ | env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_odd_sized_clip_round_trips(tmp_path):
+    src = make_video(tmp_path / "odd.mkv", 35, 21, frames=2, codec="ffv1", pix_fmt="yuv444p")
+    bits = tmp_path / "odd.bin"
+    encode_file(src, bits, "stdo", options={"steps": 2})
+    out = decode_file(bits, tmp_path / "odd.mkv", lossless=True, reference=src)
+    with MediaReader(tmp_path / "odd.mkv") as r:
+        assert (r.info.width, r.info.height) == (35, 21)
+    assert out.frames == 2
+
+
+def test_header_keeps_encoder_only_settings_out():
+    params = STDO.params(64, 48, Fraction(25), {"steps": 5, "overfit": "off", "time_budget": 10.0})
+    assert not {"steps", "overfit", "time_budget", "seed"} & set(params)

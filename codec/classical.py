@@ -176,14 +176,15 @@ class ClassicalCodec(Codec):
             yield frame_planes(f)
 
     def decode_frames(self, sections: Iterable[Section], header: StreamHeader) -> Iterator[av.VideoFrame]:
-        """The decoder's yuv420p frames, each checked against the coded size."""
+        """The decoder's 4:2:0 frames (yuvj420p where the stream is full range), each checked
+        against the coded size."""
         cw, ch = self._geometry(header)
         ctx = av.CodecContext.create(self.decoder, "r")
         ctx.thread_type = "AUTO"
 
         def checked(frames: list[av.VideoFrame]) -> Iterator[av.VideoFrame]:
             for f in frames:
-                if (f.width, f.height) != (cw, ch) or f.format.name != "yuv420p":
+                if (f.width, f.height) != (cw, ch) or f.format.name not in ("yuv420p", "yuvj420p"):
                     raise BitstreamError(
                         f"decoded picture is {f.width}x{f.height} {f.format.name}, header says {cw}x{ch}"
                     )

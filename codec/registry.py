@@ -76,6 +76,15 @@ class Codec(ABC):
         """The section tags this codec writes (the container hands it only these)."""
         return ()
 
+    def base_layer(
+        self, sections: Iterable[Section], header: StreamHeader
+    ) -> tuple[str, Iterator[tuple[np.ndarray, int]]] | None:
+        """For a codec built on a classical base layer: that codec's name and the layer's own
+        decoded frames, each with the bytes of base stream it starts (0 for all but a
+        stream's first frame), so that a comparison can show what the classical codec
+        alone gives at nearly the same size; None for other codecs."""
+        return None
+
 
 def segments(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
     """Consecutive runs of at most ``size`` frames: the unit of the codecs that must see

@@ -258,6 +258,27 @@ class STDOCodec(SegmentedCodec):
         for _, payload in sections:
             yield from self._decode_segment(payload, header, base, model)
 
+    def base_layer(
+        self, sections: Iterable[Section], header: StreamHeader
+    ) -> tuple[str, Iterator[tuple[np.ndarray, int]]] | None:
+        if header.params.get("network") != "enhance":
+            return None
+        base = self._layout(header)[0]
+
+        def frames() -> Iterator[tuple[np.ndarray, int]]:
+            for _, payload in sections:
+                chunks = unpack_chunks(payload)
+                if len(chunks) != 3:
+                    raise BitstreamError("corrupted STDO segment (counts out of range)")
+                packets = unpack_chunks(chunks[1])
+                n = int(json.loads(chunks[0])["frames"])
+                size = sum(len(p) for p in packets)
+                for rgb in base.decode(((PACKET_SECTION, c) for c in packets), self._layout(header, n)[1]):
+                    yield rgb, size
+                    size = 0
+
+        return base.name, frames()
+
     def _decode_segment(
         self, payload: bytes, header: StreamHeader, base: ClassicalCodec, model
     ) -> Iterator[np.ndarray]:

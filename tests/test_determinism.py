@@ -28,7 +28,7 @@ def encoded(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return {name: (first[name], second[name]) for name in first}
 
 
-@pytest.mark.parametrize("codec", registry.names())
+@pytest.mark.parametrize("codec", registry.names() + list(harness.VARIANTS))
 def test_same_input_and_seed_give_identical_bytes(encoded, codec):
     a, b = encoded[codec]
     assert a.read_bytes() == b.read_bytes()
@@ -67,7 +67,7 @@ def _frames_digest(path: Path, threads: int) -> str:
     return r.stdout.strip()
 
 
-@pytest.mark.parametrize("codec", registry.names())
+@pytest.mark.parametrize("codec", registry.names() + list(harness.VARIANTS))
 def test_decoding_with_one_and_two_threads_gives_identical_frames(encoded, codec):
     path = encoded[codec][0]
     one, two = _frames_digest(path, 1), _frames_digest(path, 2)

@@ -39,6 +39,7 @@ SWEEPS: dict[str, tuple[str, list[int]]] = {
     "x264": ("crf", [37, 32, 27, 22]),
     "x265": ("crf", [39, 34, 29, 24]),
     "av1": ("crf", [54, 46, 38, 30]),
+    "stdo": ("crf", [54, 46, 38, 30]),  # its SVT-AV1 base layer at the av1 row's crfs
     "jpeg": ("q", [30, 50, 70, 90]),
     "webp": ("q", [30, 50, 70, 90]),
 }

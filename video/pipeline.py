@@ -71,15 +71,24 @@ class DecodeResult:
     frames: int
     seconds: float
     quality: dict | None = None  # compare() against a reference, when asked
+    base: dict | None = None  # the same for the codec's classical base layer alone, if it has one
 
     def summary(self) -> str:
         text = f"{self.path}: {self.frames} frames decoded in {self.seconds:.1f} s ({self.frames / max(self.seconds, 1e-9):.1f} fps)"
         if self.quality:
-            q = self.quality
-            text += f"; vs reference: PSNR {q['psnr']:.2f} dB, PSNR-Y {q['psnr_y']:.2f} dB"
-            if q.get("ms_ssim") is not None:
-                text += f", MS-SSIM {q['ms_ssim']:.4f}"
+            text += f"; vs reference: {_quality_text(self.quality)}"
+        if self.base:
+            b = self.base
+            text += (
+                f"\n  its {b['codec']} base layer alone ({b['bytes']:,} of the file's {b['file_bytes']:,} bytes): "
+                f"{_quality_text(b)}"
+            )
         return text
+
+
+def _quality_text(q: dict) -> str:
+    text = f"PSNR {q['psnr']:.2f} dB, PSNR-Y {q['psnr_y']:.2f} dB"
+    return text + (f", MS-SSIM {q['ms_ssim']:.4f}" if q.get("ms_ssim") is not None else "")
 
 
 def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "frame") -> tqdm:
@@ -287,12 +296,30 @@ def decode_file(
             while pending is not None:
                 writer.audio.mux(pending)
                 pending = next(audio, None)
+        seconds = time.perf_counter() - start
+        base = _base_layer_quality(bits, the_codec, reference) if reference is not None else None
     return DecodeResult(
         path=str(dst),
         frames=writer.frames_written,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         quality=meter.result() if meter else None,
+        base=base,
     )
+
+
+def _base_layer_quality(bits: ContainerReader, codec: registry.Codec, reference) -> dict | None:
+    """The quality of a layered codec's classical base layer alone against ``reference``,
+    and its bytes: what that classical codec gives at nearly the file's size."""
+    layer = codec.base_layer(bits.sections(*codec.section_tags()), bits.header)
+    if layer is None:
+        return None
+    name, frames = layer
+    meter, size = metrics.QualityMeter(), 0
+    with MediaReader(reference) as ref:
+        for (rgb, nbytes), ref_rgb in zip(frames, ref.frames()):
+            meter.add(ref_rgb, rgb)
+            size += nbytes
+    return meter.result() | {"codec": name, "bytes": size, "file_bytes": bits.path.stat().st_size}
 
 
 def _decode_picture(bits: ContainerReader, codec: registry.Codec, dst) -> np.ndarray:

@@ -27,8 +27,15 @@ SEED_OPTIONS = {
     "x265": {"crf": 30},
     "av1": {"crf": 50},
     "hnerv": {"size": 10_000, "epochs": 2, "segment_frames": 2},
-    "stdo": {"scale": 2, "steps": 2, "segment_frames": 2, "chunks": 2, "patch": 16},
+    "stdo": {"steps": 2, "segment_frames": 2, "crf": 50},
     "mlic": {"level": 0},
+}
+# Seeds of a codec's other designs: seed name -> (codec, options)
+VARIANTS = {
+    "stdo-espcn": (
+        "stdo",
+        {"network": "espcn", "base": "x264", "scale": 2, "steps": 2, "segment_frames": 2, "chunks": 2, "patch": 16},
+    ),
 }
 # Decoding must not need more than this for any input (atheris -rss_limit_mb; torch and
 # PyAV themselves take about 600 MB).
@@ -57,15 +64,16 @@ def _photo(path: Path, width: int, height: int) -> Path:
 
 
 def make_seeds(folder: Path, codecs: list[str] | None = None, size: tuple[int, int] = (48, 32)) -> dict[str, Path]:
-    """One valid bitstream per codec of a ``size`` clip (an RGBA photo for the image
-    codec), written under ``folder``."""
+    """One valid bitstream per codec (and per other design of a codec, VARIANTS) of a
+    ``size`` clip (an RGBA photo for the image codec), written under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     clip = _clip(folder / "clip.mp4", *size)
     photo = _photo(folder / "photo.png", size[0] - 8, size[1] - 8)
     seeds = {}
-    for name in codecs or registry.names():
+    for name in codecs or registry.names() + list(VARIANTS):
+        codec, options = VARIANTS.get(name, (name, SEED_OPTIONS.get(name, {})))
         out = folder / f"{name}.bin"
-        encode_file(photo if name == "mlic" else clip, out, name, options=SEED_OPTIONS.get(name, {}))
+        encode_file(photo if codec == "mlic" else clip, out, codec, options=options)
         seeds[name] = out
     return seeds
 

@@ -266,6 +266,12 @@ def encode_video(path: str, codec: str, budget: float, progress=gr.Progress(trac
         f"{codec}: {enc.bytes:,} bytes, {enc.kbps:.0f} kbit/s, PSNR {q.get('psnr', float('nan')):.2f} dB, "
         f"MS-SSIM {q.get('ms_ssim', float('nan')):.4f}; encoded in {enc.seconds:.1f} s"
     )
+    if dec.base:  # a layered codec: what its classical base layer alone gives at nearly the same size
+        b = dec.base
+        summary += (
+            f"\n\nits {b['codec']} base layer alone: {b['bytes']:,} bytes, PSNR {b['psnr']:.2f} dB, "
+            f"MS-SSIM {b['ms_ssim']:.4f}"
+        )
     return summary, str(back), str(bits)
 
 
@@ -330,7 +336,7 @@ def build():
             di_go.click(decode_image, [di_in], [di_out, di_info], api_name="decode_image")
         with gr.Tab("Video codec"):
             with gr.Row():
-                vc_in = gr.Video(label=f"Clip (at most {MAX_VIDEO_SECONDS:.0f} s, 1080p)")
+                vc_in = gr.Video(label=f"Clip (at most {MAX_VIDEO_SECONDS:.0f} s, 1080p)", elem_id="video-input")
                 with gr.Column():
                     vc_codec = gr.Dropdown(video_codecs(), value=DEFAULT_VIDEO_CODEC, label="Codec")
                     budget = _shared_app_option(video_codecs(), "time_budget")
@@ -341,8 +347,8 @@ def build():
                         minimum=budget.low,
                         maximum=MAX_VIDEO_BUDGET,
                     )
-            vc_go = gr.Button("Encode", variant="primary")
-            vc_info = gr.Markdown()
+            vc_go = gr.Button("Encode", variant="primary", elem_id="video-run")
+            vc_info = gr.Markdown(elem_id="video-info")
             vc_out, vc_bits = gr.Video(label="Decoded"), gr.File(label="Bitstream (.bin)")
             vc_go.click(encode_video, [vc_in, vc_codec, vc_budget], [vc_info, vc_out, vc_bits], api_name="encode_video")
             gr.Markdown("### Decode a video bitstream")

@@ -242,3 +242,23 @@ def test_browser_restore(page, photo):
     page.locator("#restore-run").click()
     page.wait_for_selector("#restore-info :text('method net')", timeout=120_000)
     assert page.locator("#restore-slider img").count() >= 1
+
+
+def test_browser_compress_image(page, photo):
+    page.get_by_role("tab", name="Compress image").click()
+    page.locator("#compress-input input[type=file]").set_input_files(str(photo))
+    page.locator("#compress-run").click()
+    page.wait_for_selector("#compress-table :text('WebP')", timeout=180_000)
+    assert "JPEG" in page.locator("#compress-table").inner_text()
+
+
+def test_browser_video_codec_shows_the_base_layer_beside_the_default_codec(page, short_clip):
+    """The default video codec (STDO) with a short budget: the summary names the base
+    layer's own size and PSNR next to the codec's."""
+    page.get_by_role("tab", name="Video codec").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(short_clip))
+    page.get_by_label("Time budget of the neural codecs (s)").fill("2")
+    page.locator("#video-run").click()
+    page.wait_for_selector("#video-info :text('base layer alone')", timeout=300_000)
+    text = page.locator("#video-info").inner_text()
+    assert text.startswith("stdo:") and "av1 base layer alone" in text

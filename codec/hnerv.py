@@ -129,15 +129,34 @@ class HNeRVCodec(SegmentedCodec):
     name, tag, segment_tag = "hnerv", "hnrv", SEGMENT_TAG
     description = "HNeRV neural representation (fitted per segment; slow to encode, fast to decode)"
     uses_torch = True
+    # The model's size follows the clip: parameters per pixel and frame of a segment. An
+    # 8-bit parameter codes to about a byte, so "medium" spends about 0.05 bits per pixel
+    # on the decoder, about what the classical codecs spend on a whole medium-quality clip.
     quality_levels = {
-        "low": {"size": 100_000, "epochs": 60},
-        "medium": {"size": 300_000, "epochs": 150},
-        "high": {"size": 1_000_000, "epochs": 300},
-        "best": {"size": 3_000_000, "epochs": 600},
+        "low": {"density": 0.002, "epochs": 60},
+        "medium": {"density": 0.006, "epochs": 150},
+        "high": {"density": 0.015, "epochs": 300},
+        "best": {"density": 0.04, "epochs": 600},
     }
 
     options = (
-        Option("size", int, 300_000, "decoder parameters (the model's size)", low=10_000, high=MAX_DECODER_PARAMETERS),
+        Option(
+            "size",
+            int,
+            None,
+            "decoder parameters (default: --density x the segment's pixels x its frames)",
+            low=10_000,
+            high=MAX_DECODER_PARAMETERS,
+        ),
+        Option(
+            "density",
+            float,
+            0.006,
+            "decoder parameters per pixel and frame of a segment, when no --size is given",
+            low=1e-5,
+            high=1.0,
+            encoder_only=True,
+        ),
         Option("segment_frames", int, 120, "frames per independently fitted segment", low=1, high=MAX_SEGMENT_FRAMES),
         Option("loss", str, "l2", "fitting loss", choices=("l2", "l1+ms-ssim")),
         Option(
@@ -166,10 +185,12 @@ class HNeRVCodec(SegmentedCodec):
         from ncodec.models.nets.hnerv import make_config
 
         s = self.settings(options)
-        cfg = make_config(height, width, s["size"])
+        size = s["size"] or round(s["density"] * width * height * s["segment_frames"])
+        size = min(max(size, 10_000), MAX_DECODER_PARAMETERS)
+        cfg = make_config(height, width, size)
         return {
             "config": cfg.to_json(),
-            "size": s["size"],
+            "size": size,
             "segment_frames": s["segment_frames"],
             "loss": s["loss"],
             "weight_bits": 8,

@@ -137,23 +137,26 @@ class IntegerEnhancer:
             w_step = weight_steps(conv.weight)
             w_int = torch.clamp(torch.round(conv.weight.detach() / w_step.view(-1, 1, 1, 1)), -127, 127)
             scale = (w_step * steps_in[i]).view(1, -1, 1, 1)  # one float32 product per channel
-            out_step = model.act_step[i] if i < len(model.convs) - 1 else None
-            self.layers.append((w_int.contiguous(), scale, biases[i].view(1, -1, 1, 1), out_step))
+            bias = biases[i].view(1, -1, 1, 1)
+            if i < len(model.convs) - 1:  # straight to the next layer's integers: (acc * s + b) / step
+                scale, bias = scale / model.act_step[i], bias / model.act_step[i]
+            else:  # the correction, in pixel units
+                scale, bias = scale * 255, bias * 255
+            self.layers.append((w_int.contiguous(memory_format=torch.channels_last), scale, bias))
 
     @torch.inference_mode()
     def __call__(self, planes: torch.Tensor, crf: int) -> torch.Tensor:
         """N,6,h,w uint8 -> N,6,h,w uint8."""
         base = planes.float()
-        x = torch.cat([base, rate_plane(base, crf)], 1)
-        for w_int, scale, bias, out_step in self.layers:
-            acc = F.conv2d(x, w_int, padding=1)  # exact: integers below 2^24
-            y = torch.mul(acc, scale)
-            y = torch.add(y, bias)
-            if out_step is not None:
-                x = torch.clamp(torch.round(torch.div(y, out_step)), 0, ACT_LEVELS)
-            else:
-                x = y
-        return torch.clamp(torch.round(torch.add(base, torch.mul(x, 255.0))), 0, 255).to(torch.uint8)
+        x = torch.cat([base, rate_plane(base, crf)], 1).contiguous(memory_format=torch.channels_last)
+        for i, (w_int, scale, bias) in enumerate(self.layers):
+            x = F.conv2d(x, w_int, padding=1)  # exact: integers below 2^24
+            x = torch.mul(x, scale, out=x)  # then separate IEEE operations, never fused
+            x = torch.add(x, bias, out=x)
+            if i < len(self.layers) - 1:
+                x = torch.clamp(torch.round(x, out=x), 0, ACT_LEVELS, out=x)
+        x = torch.round(torch.add(x, base, out=x), out=x)
+        return torch.clamp(x, 0, 255, out=x).to(torch.uint8).contiguous()
 
 
 def bias_count(cfg: EnhanceConfig) -> int:

@@ -9,13 +9,17 @@ Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
   2. run the shipped enhancement network (models/nets/enhance.py) on them, told the crf;
   3. overfit the network's biases to this segment (models/train/enhance.tune_biases)
      and keep the update only if it lowers D + lambda R, where lambda is the segment's
-     own rate-distortion slope, measured by a second base encode at crf + LAMBDA_CRF_STEP.
+     own rate-distortion slope, measured by a second base encode at crf + LAMBDA_CRF_STEP;
+  4. keep the network only if it lowers the segment's error below the base layer's.
 
 One "SSEG" section per segment, a chunk list::
 
-    JSON  {"frames": n, "crf": c, "delta": bool}
+    JSON  {"frames": n, "crf": c, "network": bool, "delta": bool}
     base stream: the base codec's section payloads, as a chunk list
     bias update: rANS-coded integers in DELTA_STEP units (empty when "delta" is false)
+
+A segment the network does not improve (its error measured against the source) is sent
+with "network": false and decodes to the base layer as its codec alone would.
 
 The decoder runs the network in integer arithmetic carried exactly in float32, so
 every machine decodes a file to the same pixels. ``--network espcn`` selects the
@@ -198,18 +202,22 @@ class STDOCodec(SegmentedCodec):
         sections, decoded = self._base_layer(base, inner, rgb, crf)
         source = self._source_planes(base, inner, rgb)
         delta = None
+        d_base, d_generic = _sse(decoded, source), _sse(generic(decoded, crf), source)
+        d_best = d_generic
         share = len(rgb) / max(header.frame_count, 1)
         seconds = run["time_budget"] * share if run["time_budget"] else None
         if run["overfit"] == "auto" and (seconds or run["steps"]):
-            d_generic = _sse(generic, decoded, source, crf)
             update = tune_biases(model, decoded, source, crf, steps=run["steps"], seconds=seconds, seed=run["seed"])
             coded = encode_symbols(update.numpy())
-            d_tuned = _sse(IntegerEnhancer(model, update), decoded, source, crf)
+            d_tuned = _sse(IntegerEnhancer(model, update)(decoded, crf), source)
             if d_tuned < d_generic:
                 lam = self._slope(base, inner, rgb, crf, source, generic, d_generic, sections)
                 if delta_pays(d_generic, d_tuned, lam, len(coded)):
-                    delta = coded
-        meta = {"frames": len(rgb), "crf": crf, "delta": delta is not None}
+                    delta, d_best = coded, d_tuned
+        # never worse than the base layer: a segment the network does not improve is sent without it
+        network = d_best < d_base
+        meta = {"frames": len(rgb), "crf": crf, "network": network, "delta": network and delta is not None}
+        delta = delta if network else None
         return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in sections]), delta or b""])
 
     @staticmethod
@@ -242,7 +250,7 @@ class STDOCodec(SegmentedCodec):
             return float("inf")
         other, planes = self._base_layer(base, inner, rgb, coarser)
         bits = 8 * (sum(len(p) for _, p in sections) - sum(len(p) for _, p in other))
-        d_other = _sse(generic, planes, source, coarser)
+        d_other = _sse(generic(planes, coarser), source)
         return max(d_other - d_generic, 0.0) / bits if bits > 0 else float("inf")
 
     # -- decoder -------------------------------------------------------------------------
@@ -290,6 +298,7 @@ class STDOCodec(SegmentedCodec):
         try:
             meta = json.loads(chunks[0])
             n, crf, has_delta = int(meta["frames"]), int(meta["crf"]), bool(meta["delta"])
+            network = bool(meta["network"])
         except (IndexError, ValueError, KeyError, TypeError) as e:
             raise BitstreamError(f"corrupted STDO segment header ({e})") from None
         if not (1 <= n <= stdo_espcn.MAX_SEGMENT_FRAMES and 0 <= crf <= 63 and len(chunks) == 3):
@@ -302,13 +311,16 @@ class STDOCodec(SegmentedCodec):
             update = torch.from_numpy(values.astype(np.int64))
         elif chunks[2]:
             raise BitstreamError("corrupted STDO segment (an update it does not declare)")
-        net = IntegerEnhancer(model, update)
+        if has_delta and not network:
+            raise BitstreamError("corrupted STDO segment (an update without the network)")
+        net = IntegerEnhancer(model, update) if network else None
         _, inner = self._layout(header, n)
         colour = output_colour(inner.colour, inner.height)
         done, pending = 0, []
 
         def restore(batch):
-            y, u, v = unpack(net(packed_planes(batch), crf))
+            planes = packed_planes(batch)
+            y, u, v = unpack(net(planes, crf) if net else planes)
             for i in range(len(batch)):
                 rgb = planes_to_rgb((y[i].numpy(), u[i].numpy(), v[i].numpy()), colour)
                 yield rgb[: header.height, : header.width]
@@ -350,15 +362,13 @@ def delta_pays(d_generic: float, d_tuned: float, lam: float, nbytes: int) -> boo
     return d_generic - d_tuned > lam * 8 * (nbytes + 1)
 
 
-def _sse(net, decoded, source, crf: int) -> float:
-    """RGB-weighted squared error (models/train/enhance.weighted_mse, in pixel units)
-    of the network's output against the source, summed over the segment's pixels."""
+def _sse(planes, source) -> float:
+    """RGB-weighted squared error (models/train/enhance.weighted_mse, in pixel units) of
+    packed planes against the source, summed over the segment's pixels."""
     from ncodec.models.train.enhance import weighted_mse
 
-    out = net(decoded, crf).float()
-    return (
-        float(weighted_mse(out, source.float())) * 255**2 * decoded.shape[0] * decoded.shape[2] * decoded.shape[3] * 4
-    )
+    n, _, h, w = planes.shape
+    return float(weighted_mse(planes.float(), source.float())) * 255**2 * n * h * w * 4
 
 
 STDO = register(STDOCodec())

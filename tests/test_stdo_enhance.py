@@ -53,7 +53,8 @@ def test_round_trip_at_scale_1(clip, coded):
 
 def test_a_segment_without_update_is_base_plus_the_generic_network(clip, tmp_path):
     """overfit=off: no update in any segment, and the decoded frames are exactly the
-    integer network's output on the decoded base layer, converted to RGB."""
+    integer network's output on the decoded base layer (or the base layer itself where
+    the segment says the network did not help), converted to RGB."""
     bits = tmp_path / "off.bin"
     encode_file(clip, bits, "stdo", options=OPTIONS | {"overfit": "off"})
     header, payloads = _segments(bits)
@@ -65,15 +66,30 @@ def test_a_segment_without_update_is_base_plus_the_generic_network(clip, tmp_pat
 
     for payload in payloads:
         meta, packets, update = unpack_chunks(payload)
-        assert json.loads(meta)["delta"] is False and update == b""
-        _, inner = STDO._layout(header, json.loads(meta)["frames"])
+        meta = json.loads(meta)
+        assert meta["delta"] is False and update == b""
+        _, inner = STDO._layout(header, meta["frames"])
         planes = packed_planes(base.decode_planes((("VPKT", c) for c in unpack_chunks(packets)), inner))
-        y, u, v = unpack(net(planes, 50))
+        y, u, v = unpack(net(planes, 50) if meta["network"] else planes)
         for i in range(len(y)):
             rgb = planes_to_rgb((y[i].numpy(), u[i].numpy(), v[i].numpy()), output_colour(colour, 64))
             expected.append(rgb)
     decoded = list(STDO.decode(iter(("SSEG", p) for p in payloads), header))
     assert len(decoded) == 6 and all(np.array_equal(a, b) for a, b in zip(decoded, expected))
+
+
+def test_a_segment_without_the_network_decodes_as_its_base_codec_alone(coded):
+    """ "network": false gives exactly the frames the base codec's own decoder gives."""
+    header, payloads = _segments(coded)
+    base, _ = STDO._layout(header)
+    for payload in payloads:
+        meta, packets, _ = unpack_chunks(payload)
+        meta = json.loads(meta)
+        plain = pack_chunks([json.dumps(meta | {"network": False, "delta": False}).encode(), packets, b""])
+        ours = list(STDO.decode(iter([("SSEG", plain)]), header))
+        _, inner = STDO._layout(header, meta["frames"])
+        theirs = list(base.decode((("VPKT", c) for c in unpack_chunks(packets)), inner))
+        assert len(ours) == meta["frames"] and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
 
 
 def test_the_update_is_sent_only_when_it_pays():
@@ -108,7 +124,9 @@ def test_corrupted_updates_raise_bitstream_error(coded):
         pack_chunks([with_delta, packets, encode_symbols(np.full(n, 1 << 20))]),  # beyond the update's range
         pack_chunks([json.dumps(json.loads(meta) | {"delta": False}).encode(), packets, b"\x01\x02"]),
         pack_chunks([json.dumps(json.loads(meta) | {"crf": 99}).encode(), packets, b""]),
-        pack_chunks([b'{"frames": 0, "crf": 30, "delta": false}', packets, b""]),
+        pack_chunks([b'{"frames": 0, "crf": 30, "network": true, "delta": false}', packets, b""]),
+        pack_chunks([b'{"frames": 3, "crf": 30, "delta": false}', packets, b""]),  # no network flag
+        pack_chunks([json.dumps(json.loads(meta) | {"network": False, "delta": True}).encode(), packets, b"\x01"]),
         pack_chunks([meta, packets]),
     ]
     for payload in bad:

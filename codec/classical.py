@@ -6,7 +6,8 @@ video codecs. The encoders run through PyAV's codec contexts, frames in and pack
 sections, several per section with varint lengths. Pictures are padded to even sizes (4:2:0) by edge
 replication and cropped back on decode, so any size round-trips exactly; x265 pictures
 are also padded to at least one 64-px coding tree unit per side, because libx265
-corrupts the heap on smaller ones (seen as glibc aborts on 48x32 clips).
+corrupts the heap on smaller ones (seen as glibc aborts on 48x32 clips), and SVT-AV1
+pictures to at least 8 px a side, because it refuses smaller ones.
 """
 
 from __future__ import annotations
@@ -228,5 +229,6 @@ AV1 = register(
         "libdav1d",
         "AV1 by SVT-AV1, decoded by dav1d (reference)",
         {"low": 45, "medium": 36, "high": 28, "best": 20},
+        min_side=8,  # SVT-AV1 refuses pictures under 4 px a side ("Source Width must be at least 4")
     )
 )

@@ -197,13 +197,16 @@ def test_the_network_gives_the_same_pixels_under_every_kernel_path():
     assert len(digests) == 1
 
 
-def test_odd_sized_clip_round_trips(tmp_path):
-    src = make_video(tmp_path / "odd.mkv", 35, 21, frames=2, codec="ffv1", pix_fmt="yuv444p")
+@pytest.mark.parametrize("width, height", [(35, 21), (1, 1), (3, 5)])
+def test_odd_and_tiny_clips_round_trip(tmp_path, width, height):
+    """Odd sizes and pictures smaller than SVT-AV1 accepts: padded for the base layer,
+    cropped back on decode."""
+    src = make_video(tmp_path / "in.mkv", width, height, frames=2, codec="ffv1", pix_fmt="yuv444p")
     bits = tmp_path / "odd.bin"
     encode_file(src, bits, "stdo", options={"steps": 2})
     out = decode_file(bits, tmp_path / "odd.mkv", lossless=True, reference=src)
     with MediaReader(tmp_path / "odd.mkv") as r:
-        assert (r.info.width, r.info.height) == (35, 21)
+        assert (r.info.width, r.info.height) == (width, height)
     assert out.frames == 2
 
 

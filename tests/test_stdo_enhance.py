@@ -213,3 +213,24 @@ def test_odd_and_tiny_clips_round_trip(tmp_path, width, height):
 def test_header_keeps_encoder_only_settings_out():
     params = STDO.params(64, 48, Fraction(25), {"steps": 5, "overfit": "off", "time_budget": 10.0})
     assert not {"steps", "overfit", "time_budget", "seed"} & set(params)
+
+
+def test_train_enhance_writes_weights_the_codec_can_load(tmp_path):
+    import shutil
+
+    from helpers import SAMPLES, assert_one_line_error, run
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for name in ("astronaut.png", "coffee.png"):
+        shutil.copy(SAMPLES / name, data / name)
+    out = tmp_path / "enh.safetensors"
+    proc = run("train", "enhance", "--data", data, "--out", out, "--steps", "4", "--passes", "1", "--frames", "3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 4 and card["parameters"] == 23_670 and card["base"]["codec"] == "av1"
+    assert card["recipe"]["command"].startswith("ncodec train enhance --data")
+    model = load_enhance(path=out)
+    assert model.quantised and bias_count(model.cfg) == 126
+    assert_one_line_error(run("train", "enhance", "--data", data, "--out", out, "--frames", "1"), 2, "--frames")
+    assert_one_line_error(run("train", "enhance", "--data", data, "--out", out, "--channels", "500"), 2, "overflow")

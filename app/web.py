@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -77,8 +78,35 @@ def _number_widget(option: Option, label: str, **kwargs):
     return gr.Slider(option.low, option.high, value=option.default, label=label, info=option.help, **kwargs)
 
 
-def _fail(message: str):
-    raise gr.Error(message, print_exception=False)
+def _without_server_paths(message: str, paths=()) -> str:
+    """``message`` as the user may see it: each of ``paths`` (an upload, a job's files), and
+    anything else under the app's folder or the system's temporary folder, becomes the
+    file's own name (an upload keeps the name it was uploaded with)."""
+    for path in sorted((str(p) for p in paths if p), key=len, reverse=True):
+        message = message.replace(path, Path(path).name)
+    for root in {str(app_root()), tempfile.gettempdir()}:
+        message = re.sub(re.escape(root) + r"[^\s'\"()]*", lambda m: Path(m.group()).name, message)
+    return message
+
+
+def _fail(message: str, paths=()):
+    raise gr.Error(_without_server_paths(message, paths), print_exception=False)
+
+
+def _named_errors(image: gr.Image) -> gr.Image:
+    """``image`` (an upload box) whose unreadable uploads fail with the name they were
+    uploaded with: Gradio's own message for a picture it cannot open carries the server's path."""
+    preprocess = image.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except Exception:
+            name = getattr(payload, "orig_name", None) or Path(getattr(payload, "path", None) or "the upload").name
+            _fail(f"{name} is not an image ncodec can read")
+
+    image.preprocess = checked
+    return image
 
 
 def _media(path: str | None, kind: str | None = None):
@@ -90,7 +118,7 @@ def _media(path: str | None, kind: str | None = None):
     try:
         info = probe(path)
     except NcodecError as e:
-        _fail(f"{Path(path).name} is not an image or video ncodec can read ({e})")
+        _fail(f"{Path(path).name} is not an image or video ncodec can read ({e})", [path])
     if kind == "image" and not info.is_image:
         _fail(f"{Path(path).name} is a video; this tab takes a photo")
     if kind == "video" and info.is_image:
@@ -105,12 +133,32 @@ def _media(path: str | None, kind: str | None = None):
     return info
 
 
+def _bitstream(path: str | None) -> dict:
+    """What ``describe`` says of an uploaded .bin, refusing what is missing or not an ncodec bitstream."""
+    from ncodec.video import describe
+
+    if not path:
+        _fail("upload a .bin file first")
+    try:
+        info = describe(path)
+    except NcodecError as e:
+        _fail(f"{Path(path).name} is not an ncodec bitstream ncodec can read ({e})", [path])
+    if info.get("kind") != "ncodec bitstream":
+        _fail(f"{Path(path).name} is not an ncodec bitstream")
+    return info
+
+
 def _run(fn, *args, **kwargs):
-    """Call a pipeline; its one-line errors become the page's error message."""
+    """Call a pipeline on an upload (the first argument); its one-line errors become the
+    page's error message, which names the upload and every file by its own name."""
     try:
         return fn(*args, **kwargs)
     except NcodecError as e:
-        _fail(str(e))
+        name, message = Path(args[0]).name, str(e)
+        _fail(
+            message if name in message else f"{name}: {message}",
+            [a for a in (*args, *kwargs.values()) if isinstance(a, (str, Path))],
+        )
 
 
 def upscale(path: str, scale: int, progress=gr.Progress(track_tqdm=True)):
@@ -237,12 +285,10 @@ def compress_image(path: str, level: float, progress=gr.Progress(track_tqdm=True
 
 def decode_image(path: str, progress=gr.Progress(track_tqdm=True)):
     """Decode an uploaded ncodec image bitstream. Returns (the picture, a summary)."""
-    from ncodec.video import decode_file, describe
+    from ncodec.video import decode_file
 
-    if not path:
-        _fail("upload a .bin file first")
-    info = _run(describe, path)
-    if info.get("kind") != "ncodec bitstream" or info.get("frame_count") != 1:
+    info = _bitstream(path)
+    if info.get("frame_count") != 1:
         _fail(f"{Path(path).name} is not an ncodec image bitstream")
     out = _job() / f"{Path(path).stem}.png"
     result = _run(decode_file, path, out, max_pixels=MAX_IMAGE_PIXELS)
@@ -277,13 +323,9 @@ def encode_video(path: str, codec: str, budget: float, progress=gr.Progress(trac
 
 def decode_video(path: str, progress=gr.Progress(track_tqdm=True)):
     """Decode an uploaded ncodec video bitstream. Returns (the clip, a summary)."""
-    from ncodec.video import decode_file, describe
+    from ncodec.video import decode_file
 
-    if not path:
-        _fail("upload a .bin file first")
-    info = _run(describe, path)
-    if info.get("kind") != "ncodec bitstream":
-        _fail(f"{Path(path).name} is not an ncodec bitstream")
+    info = _bitstream(path)
     out = _job() / f"{Path(path).stem}.mp4"
     result = _run(decode_file, path, out, crf=16, max_pixels=MAX_DECODED_VIDEO_PIXELS)
     return str(
@@ -307,7 +349,7 @@ def build():
             up_go.click(upscale, [up_in, up_scale], [up_slider, up_video, up_info, up_file], api_name="upscale")
         with gr.Tab("Restore"):
             with gr.Row():
-                re_in = gr.Image(label="Photo through glass", type="filepath", elem_id="restore-input")
+                re_in = _named_errors(gr.Image(label="Photo through glass", type="filepath", elem_id="restore-input"))
                 re_method = gr.Radio(["auto", "net", "classic"], value="auto", label="Method")
             re_go = gr.Button("Remove reflections", variant="primary", elem_id="restore-run")
             re_slider = gr.ImageSlider(label="Before / after", elem_id="restore-slider")
@@ -316,7 +358,7 @@ def build():
             re_go.click(restore, [re_in, re_method], [re_slider, re_info, re_file], api_name="restore")
         with gr.Tab("Compress image"):
             with gr.Row():
-                ci_in = gr.Image(label="Photo", type="filepath", elem_id="compress-input")
+                ci_in = _named_errors(gr.Image(label="Photo", type="filepath", elem_id="compress-input"))
                 ci_level = _number_widget(app_options(IMAGE_CODEC)["level"], "MLIC rate level", step=0.25)
             ci_go = gr.Button("Compress", variant="primary", elem_id="compress-run")
             with gr.Row():

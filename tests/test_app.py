@@ -132,6 +132,27 @@ def test_bad_uploads_get_clear_errors(client, tmp_path, photo):
         client.predict(gradio_client.handle_file(str(photo)), "x264", 10, api_name="/encode_video")
 
 
+@pytest.mark.parametrize(
+    "api, name, args",
+    [
+        ("/upscale", "holiday.png", (2,)),
+        ("/restore", "holiday.png", ("network",)),
+        ("/compress_image", "holiday.png", (1.0,)),
+        ("/decode_image", "holiday.bin", ()),
+        ("/encode_video", "holiday.mp4", ("x264", 10)),
+        ("/decode_video", "holiday.bin", ()),
+    ],
+)
+def test_a_corrupt_upload_is_named_as_uploaded_never_by_a_server_path(client, tmp_path, api, name, args):
+    corrupt = tmp_path / name
+    corrupt.write_bytes(b"NCDC" + bytes(60) if name.endswith(".bin") else b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(Exception) as raised:
+        client.predict(gradio_client.handle_file(str(corrupt)), *args, api_name=api)
+    message = str(raised.value)
+    assert name in message, message
+    assert "/" not in message.replace("kbit/s", ""), message  # no path of the server's (or of the test's)
+
+
 def test_outputs_stay_in_the_apps_folder(client, photo):
     from ncodec.app import web
 

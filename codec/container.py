@@ -190,8 +190,10 @@ class SectionEntry(NamedTuple):
 class ContainerReader:
     """Reads an ncodec file lazily: the header up front, sections on demand.
 
-    ``index`` walks the section headers only (payloads are skipped, not read), so the
-    whole file is checked for completeness before a decoder sees any section.
+    Opening walks the section headers once (payloads are skipped, not read), so the whole
+    file is checked for completeness before a decoder sees any section; nothing is kept
+    of that walk but the count, so memory does not grow with the number of sections.
+    ``entries`` and ``sections`` walk the file again, checking every section anew.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -205,16 +207,17 @@ class ContainerReader:
         self.file_size = os.fstat(self._f.fileno()).st_size
         try:
             self.header = read_header(self._f)
-            self.index = self._scan(self._f.tell())
+            self._first = self._f.tell()
+            self.section_count = sum(1 for _ in self.entries())
         except BaseException:
             self._f.close()
             raise
 
-    def _scan(self, pos: int) -> list[SectionEntry]:
-        entries: list[SectionEntry] = []
+    def entries(self) -> Iterator[SectionEntry]:
+        """The sections' headers in file order (not the end marker), each checked against
+        the limits and the file's size; the end marker is checked when the walk reaches it."""
+        pos, count = self._first, 0
         while True:
-            if len(entries) > MAX_SECTIONS:
-                raise BitstreamError(f"more than {MAX_SECTIONS} sections")
             self._f.seek(pos)
             raw = self._f.read(_SECTION.size)
             if len(raw) < _SECTION.size:
@@ -234,13 +237,16 @@ class ContainerReader:
                 )
             entry = SectionEntry(tag, payload_at, length, crc)
             if tag == END_TAG:
-                count = self._payload(entry)
-                if length != 4 or struct.unpack("<I", count)[0] != len(entries):
+                end = self._payload(entry)
+                if length != 4 or struct.unpack("<I", end)[0] != count:
                     raise BitstreamError("corrupted end marker (section count mismatch)")
                 if payload_at + length != self.file_size:
                     raise BitstreamError("unexpected bytes after the end marker")
-                return entries
-            entries.append(entry)
+                return
+            if count == MAX_SECTIONS:
+                raise BitstreamError(f"more than {MAX_SECTIONS} sections")
+            count += 1
+            yield entry
             pos = payload_at + length
 
     def _payload(self, entry: SectionEntry) -> bytes:
@@ -250,9 +256,13 @@ class ContainerReader:
             raise BitstreamError(f"section {entry.tag!r} at byte {entry.offset} is corrupted (CRC32 mismatch)")
         return data
 
+    def has(self, tag: str) -> bool:
+        """Whether the file holds a section ``tag``."""
+        return any(entry.tag == tag for entry in self.entries())
+
     def sections(self, *tags: str) -> Iterator[tuple[str, bytes]]:
         """Yield (tag, payload) in file order, CRC-checked, optionally only the given tags."""
-        for entry in self.index:
+        for entry in self.entries():
             if not tags or entry.tag in tags:
                 yield entry.tag, self._payload(entry)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zlib
 from fractions import Fraction
 
 import pytest
 
+from ncodec.codec import container
 from ncodec.codec.container import (
     MAX_SECTION_BYTES,
     Colour,
@@ -135,3 +137,35 @@ def test_chunks_round_trip_and_bounds():
 def test_missing_file():
     with pytest.raises(BitstreamError, match="no such file"):
         ContainerReader("/nonexistent/x.bin")
+
+
+def empty_sections(path, count: int):
+    """A complete file of ``count`` empty sections, 12 bytes each: the most sections a
+    file of its size can declare."""
+    one, end = struct.pack("<4sII", b"VPKT", 0, zlib.crc32(b"")), struct.pack("<I", count)
+    with open(path, "wb") as f:
+        f.write(StreamHeader(**{**HEADER.__dict__, "frame_count": 1}).pack())
+        for done in range(0, count, 65536):
+            f.write(one * min(65536, count - done))
+        f.write(struct.pack("<4sII", b"END ", 4, zlib.crc32(end)) + end)
+    return path
+
+
+def test_opening_takes_the_same_memory_for_a_thousand_sections_as_for_200000(tmp_path):
+    peaks = []
+    for count in (1000, 200_000):
+        path = empty_sections(tmp_path / f"{count}.bin", count)
+        tracemalloc.start()
+        with ContainerReader(path) as r:
+            assert r.section_count == count
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] + 50_000, peaks  # a list of entries would be ~200 bytes a section
+
+
+def test_the_section_limit_admits_exactly_max_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(container, "MAX_SECTIONS", 5)
+    with ContainerReader(empty_sections(tmp_path / "five.bin", 5)) as r:
+        assert len(list(r.sections())) == 5
+    with pytest.raises(BitstreamError, match="more than 5 sections"):
+        ContainerReader(empty_sections(tmp_path / "six.bin", 6))

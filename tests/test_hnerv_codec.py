@@ -27,7 +27,7 @@ def test_bitstream_and_quality(encoded):
     src, bits, res = encoded
     assert res.frames == 6 and res.bytes == bits.stat().st_size
     with ContainerReader(bits) as r:
-        assert [e.tag for e in r.index].count("HSEG") == 2  # 4 + 2 frames
+        assert [e.tag for e in r.entries()].count("HSEG") == 2  # 4 + 2 frames
         assert r.header.params["config"]["height"] % 8 == 0
     out = decode_file(bits, bits.with_suffix(".mkv"), lossless=True, reference=src)
     assert out.frames == 6 and out.quality["psnr"] > 15  # a 15-epoch fit: far from good, but a picture

@@ -253,7 +253,7 @@ def test_section_length_past_the_end_is_rejected(tmp_path, clip):
     bits = tmp_path / "clip.bin"
     encode_file(clip, bits, "x264")
     with ContainerReader(bits) as r:
-        first = r.index[0]
+        first = next(r.entries())
     data = bytearray(bits.read_bytes())
     struct.pack_into("<I", data, first.offset - 8, 200_000_000)  # the first section's length field
     bad = tmp_path / "bad.bin"

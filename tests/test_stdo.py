@@ -33,7 +33,7 @@ def test_round_trip_beats_bicubic_of_the_same_stream(encoded):
     out = decode_file(bits, bits.with_suffix(".mkv"), lossless=True, reference=src)
     assert out.frames == 6 and out.quality["psnr"] > 20
     with ContainerReader(bits) as r:
-        assert [e.tag for e in r.index].count("SSEG") == 2 and r.header.has_audio
+        assert [e.tag for e in r.entries()].count("SSEG") == 2 and r.header.has_audio
 
 
 def test_chunk_map_and_models_survive_the_container(encoded):

@@ -257,7 +257,7 @@ def decode_file(
                 path=str(dst), frames=1, seconds=time.perf_counter() - start, quality=meter.result() if meter else None
             )
         audio_in = None
-        if any(e.tag == AUDIO_SECTION for e in bits.index):
+        if bits.has(AUDIO_SECTION):
             audio_path = Path(scratch) / "audio.mka"
             with open(audio_path, "wb") as f:
                 for _, chunk in bits.sections(AUDIO_SECTION):
@@ -331,16 +331,15 @@ def _decode_picture(bits: ContainerReader, codec: registry.Codec, dst) -> np.nda
             f"the bitstream holds {header.frame_count} frames; decode it to a video file (or one frame with --frame N)"
         )
     check_image_size(dst, header.width, header.height)
-    tags = {e.tag for e in bits.index}
     alpha = None
-    if ALPHA_SECTION in tags:
+    if bits.has(ALPHA_SECTION):
         check_alpha(dst, bits.path)
         alpha = unpack_alpha(next(bits.sections(ALPHA_SECTION))[1], header.width, header.height)
     frames = codec.decode(bits.sections(*codec.section_tags()), header)
     rgb = next(frames, None)
     if rgb is None or next(frames, None) is not None:
         raise BitstreamError("the bitstream does not hold exactly the one picture its header declares")
-    write_image(dst, rgb, alpha=alpha, gray=GRAY_SECTION in tags)
+    write_image(dst, rgb, alpha=alpha, gray=bits.has(GRAY_SECTION))
     return rgb
 
 
@@ -400,6 +399,9 @@ def is_bitstream(path: str | os.PathLike) -> bool:
         return False
 
 
+MAX_DESCRIBED_TAGS = 32
+
+
 def describe(path: str | os.PathLike) -> dict:
     """What a file holds: an ncodec bitstream's header and sections, or a media file's streams."""
     p = Path(path)
@@ -411,8 +413,9 @@ def describe(path: str | os.PathLike) -> dict:
     with ContainerReader(p) as bits:
         h = bits.header
         sections: dict[str, dict] = {}
-        for e in bits.index:
-            s = sections.setdefault(e.tag, {"count": 0, "bytes": 0})
+        for e in bits.entries():  # a forged file may use millions of tags: the table stays small
+            tag = e.tag if e.tag in sections or len(sections) < MAX_DESCRIBED_TAGS else "(others)"
+            s = sections.setdefault(tag, {"count": 0, "bytes": 0})
             s["count"] += 1
             s["bytes"] += e.length
         try:

@@ -30,7 +30,7 @@ from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError
 from .options import SEED, TIME_BUDGET, Option
 from .registry import Section, SegmentedCodec, register
-from .weights import decode_state, encode_state
+from .weights import decode_state, dequantize, encode_state, quantize
 
 # torch and the models load on first use, so that registering this codec stays cheap
 
@@ -50,6 +50,12 @@ def _quantize_embeddings(emb, bits: int) -> tuple[np.ndarray, float, float]:
     step = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
     q = torch.round((emb.double() - lo) / step).clamp_(0, 2**bits - 1).long()
     return q.numpy().ravel(), lo, step
+
+
+def _dequantize_embeddings(q: np.ndarray, lo: float, step: float, shape: tuple[int, ...]):
+    import torch
+
+    return torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(shape)
 
 
 def _frames_to_uint8(x, height: int, width: int) -> list[np.ndarray]:
@@ -94,7 +100,7 @@ def decode_segment(payload: bytes, cfg, height: int, width: int, only: int | Non
     if n * cfg.embed_channels * eh * ew > MAX_ACTIVATION_ELEMENTS:
         raise BitstreamError("HNeRV embeddings are larger than the format allows")
     q = decode_symbols(chunks[2], n * cfg.embed_channels * eh * ew)
-    emb = torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(n, cfg.embed_channels, eh, ew)
+    emb = _dequantize_embeddings(q, lo, step, (n, cfg.embed_channels, eh, ew))
     if only is not None:
         if not 0 <= only < n:
             raise BitstreamError(f"segment has {n} frames, no frame {only}")
@@ -291,6 +297,13 @@ class HNeRVCodec(SegmentedCodec):
             emb = torch.cat([model.encoder(b.float() / 255) for b in frames.split(DECODE_BATCH)]).cpu()
         q, lo, step = _quantize_embeddings(emb, p["emb_bits"])
         state = {k: v.cpu() for k, v in model.decoder.state_dict().items()}
+        if (reconstruction := runtime.get("reconstruction")) is not None:
+            # what the encoder means to send, computed from its own model (not the payload)
+            sent = model.decoder.cpu()
+            sent.load_state_dict({k: dequantize(*quantize(v, p["weight_bits"]), v.shape) for k, v in state.items()})
+            with torch.inference_mode():
+                for e in _dequantize_embeddings(q, lo, step, emb.shape).split(DECODE_BATCH):
+                    reconstruction.extend(_frames_to_uint8(sent(e), header.height, header.width))
         payload = pack_chunks(
             [
                 json.dumps({"frames": len(rgb), "emb_min": lo, "emb_step": step, "emb_bits": p["emb_bits"]}).encode(),

@@ -49,6 +49,8 @@ MAX_MODELS = 64
 MAX_MAP_SYMBOLS = 1 << 24  # chunk-map entries per segment (frames x patches), checked before decoding
 LR_CODECS: dict[str, ClassicalCodec] = {"x264": X264, "x265": X265}
 DECODE_BATCH = 4
+# fixed by the format, never by the CPU: the decoded pixels are the same on every machine
+DECODE_PRECISION = "fp64"
 
 
 def generic_fingerprint(scale: int) -> str:
@@ -226,7 +228,7 @@ def decode_segment(
 
     from ncodec.models.nets import stdo
     from ncodec.models.nets.espcn import ESPCN, FastESPCN, to_uint8
-    from ncodec.models.upscaler import auto_precision, upscale_rgb
+    from ncodec.models.upscaler import upscale_rgb
     from ncodec.models.zoo import load_espcn
 
     chunks = unpack_chunks(payload)
@@ -252,7 +254,6 @@ def decode_segment(
         raise BitstreamError(f"this stream was made against other ESPCN x{s} weights than this ncodec ships")
     generic = load_espcn(s)
     expected = {k: tuple(v.shape) for k, v in generic.state_dict().items()}
-    precision = auto_precision(s)
     models = []
     for coded, is_delta in zip(chunks[3:], delta):
         state = decode_state(coded, expected)
@@ -260,7 +261,7 @@ def decode_segment(
             state = {k: v + generic.state_dict()[k] for k, v in state.items()}
         model = ESPCN(s)
         model.load_state_dict(state)
-        models.append(FastESPCN(model.eval(), precision))
+        models.append(FastESPCN(model.eval(), DECODE_PRECISION))
     lr_header = StreamHeader(
         lr_header.codec, lr_header.width, lr_header.height, header.fps, n, header.colour, params=lr_header.params
     )

@@ -169,6 +169,12 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 255).add(0.5).to(torch.uint8)
 
 
+# fp64 is for decoders that must give the same pixels on every machine: two kernel paths'
+# sums differ by ~1e-13 of a value, which moves a rounded pixel only if it lies that close
+# to a half-integer (see docs/FORMAT.md, "Arithmetic")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
+
+
 class FastESPCN(nn.Module):
     """Inference form of a trained ESPCN, computing the same function with less work.
 
@@ -185,13 +191,13 @@ class FastESPCN(nn.Module):
 
     def __init__(self, model: ESPCN, precision: str = "fp32", luma_range: str = "full"):
         super().__init__()
-        if precision not in ("fp32", "bf16"):
-            raise ValueError("precision must be fp32 or bf16")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}")
         if luma_range not in LUMA_RANGES:
             raise ValueError(f"luma_range must be one of {tuple(LUMA_RANGES)}")
         gain, offset = LUMA_RANGES[luma_range]
         self.scale = model.scale
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.dtype = PRECISIONS[precision]
         self.conv1 = nn.Conv2d(1, model.conv1.out_channels, 5)
         self.conv2 = copy.deepcopy(model.conv2)  # converted below; the trained model stays as it is
         self.conv3 = nn.Conv2d(model.conv3.in_channels, model.conv3.out_channels, 3)
@@ -210,10 +216,10 @@ class FastESPCN(nn.Module):
         self.eval()
 
     def subpixels(self, u: torch.Tensor) -> torch.Tensor:
-        """N,1,h,w -> N,r^2,h,w (float32): the output before the pixel shuffle, which
-        callers can do more cheaply on the final uint8 values."""
+        """N,1,h,w -> N,r^2,h,w (float32, float64 at fp64): the output before the pixel
+        shuffle, which callers can do more cheaply on the final uint8 values."""
         h = torch.tanh(self.conv2(torch.tanh(self.conv1((pad_edges(u) - self.CENTRE).to(self.dtype)))))
-        return self.conv3(h).float() + self.CENTRE
+        return self.conv3(h).to(torch.promote_types(self.dtype, torch.float32)) + self.CENTRE
 
     def subpixels_u8(self, y: torch.Tensor) -> torch.Tensor:
         """uint8 luma N,1,h,w -> N,r^2,h,w uint8, rounded (one compiled graph: no float

@@ -8,6 +8,7 @@ BT.601 below.
 from __future__ import annotations
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 
 from ncodec.codec.container import Colour
@@ -16,6 +17,12 @@ BT709, BT601 = 1, 6
 LIMITED, FULL = 1, 2
 # H.273 matrix code point -> swscale colourspace (the values PyAV's reformat accepts)
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+
+
+# YUV -> RGB in swscale's bit-exact C path: its SIMD paths round differently from CPU to
+# CPU, and a decoder's pixels must not depend on the machine (chroma is repeated, as the
+# default fast path did)
+TO_RGB = Interpolation.POINT | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
 
 
 def effective_matrix(colour: Colour, height: int) -> int:
@@ -45,6 +52,7 @@ def frame_to_rgb(frame: av.VideoFrame, colour: Colour | None = None) -> np.ndarr
         src_colorspace=_SWS_MATRIX[effective_matrix(colour, frame.height)],
         src_color_range=src_range,
         dst_color_range=FULL,
+        interpolation=TO_RGB,
     )
 
 

@@ -41,6 +41,10 @@ MAX_ACTIVATION_ELEMENTS = 1 << 30  # 4 GiB of fp32 for one frame's largest featu
 # one frame per decoder call: results must not depend on which frames share a batch
 # (oneDNN picks kernels by batch size), so random access equals sequential decoding
 DECODE_BATCH = 1
+# the decoder's arithmetic, fixed by the format: float64, whose sums differ between kernel
+# paths (ISA, threads) by ~1e-13 of a value, so a rounded pixel moves only if it lies that
+# close to a half-integer; float32 moved pixels under oneDNN's AVX2 path (tests/test_golden.py)
+DECODE_DTYPE = "float64"
 
 
 def _quantize_embeddings(emb, bits: int) -> tuple[np.ndarray, float, float]:
@@ -55,7 +59,7 @@ def _quantize_embeddings(emb, bits: int) -> tuple[np.ndarray, float, float]:
 def _dequantize_embeddings(q: np.ndarray, lo: float, step: float, shape: tuple[int, ...]):
     import torch
 
-    return torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(shape)
+    return torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(shape).to(getattr(torch, DECODE_DTYPE))
 
 
 def _frames_to_uint8(x, height: int, width: int) -> list[np.ndarray]:
@@ -92,7 +96,7 @@ def decode_segment(payload: bytes, cfg, height: int, width: int, only: int | Non
 
     chunks = unpack_chunks(payload)
     n, lo, step, _ = _segment_meta(chunks)
-    decoder = Decoder(cfg)
+    decoder = Decoder(cfg).to(getattr(torch, DECODE_DTYPE))
     expected = {k: tuple(v.shape) for k, v in decoder.state_dict().items()}
     decoder.load_state_dict(decode_state(chunks[1], expected))
     decoder.eval()
@@ -299,7 +303,7 @@ class HNeRVCodec(SegmentedCodec):
         state = {k: v.cpu() for k, v in model.decoder.state_dict().items()}
         if (reconstruction := runtime.get("reconstruction")) is not None:
             # what the encoder means to send, computed from its own model (not the payload)
-            sent = model.decoder.cpu()
+            sent = model.decoder.cpu().to(getattr(torch, DECODE_DTYPE))
             sent.load_state_dict({k: dequantize(*quantize(v, p["weight_bits"]), v.shape) for k, v in state.items()})
             with torch.inference_mode():
                 for e in _dequantize_embeddings(q, lo, step, emb.shape).split(DECODE_BATCH):

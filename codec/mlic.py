@@ -30,6 +30,7 @@ from .container import StreamHeader, pack_chunks, unpack_chunks
 from .errors import BitstreamError, UsageError
 from .options import Option
 from .registry import Codec, Section, register
+from .weights import named_weights, writer
 
 PICTURE_TAG = "MLIF"  # one coded picture
 
@@ -156,6 +157,7 @@ MAX_REFINE_STEPS = 10_000
 
 
 def weights_fingerprint() -> str:
+    """The MLIC weights encoders use: the newest shipped."""
     from ncodec.models.zoo import fingerprint
 
     return fingerprint("mlic")
@@ -164,22 +166,24 @@ def weights_fingerprint() -> str:
 _MODELS: dict = {}
 
 
-def shipped_model(dtype: str = "float64"):
-    """The shipped model in ``dtype``, loaded once, with its entropy coders' tables built.
-    The codec runs in float64 (see the module docstring); refinement in float32."""
-    if dtype not in _MODELS:
+def shipped_model(dtype: str = "float64", fingerprint: str | None = None):
+    """The shipped model (the newest, or the version with ``fingerprint``) in ``dtype``,
+    loaded once, with its entropy coders' tables built. The codec runs in float64 (see
+    the module docstring); refinement in float32."""
+    fingerprint = fingerprint or weights_fingerprint()
+    if (dtype, fingerprint) not in _MODELS:
         import torch
 
-        from ncodec.models.zoo import load_mlic
+        from ncodec.models.zoo import load_mlic, weights_path
 
         try:
-            model = load_mlic()
+            model = load_mlic(weights_path("mlic", fingerprint))
         except ValueError as e:
             raise UsageError(f"the MLIC weights are missing or damaged; reinstall ncodec ({e})") from None
         model = model.to(getattr(torch, dtype))
         prepare(model)
-        _MODELS[dtype] = model
-    return _MODELS[dtype]
+        _MODELS[dtype, fingerprint] = model
+    return _MODELS[dtype, fingerprint]
 
 
 def to_tensor(rgb: np.ndarray):
@@ -224,7 +228,7 @@ class MLICCodec(Codec):
     )
 
     def params(self, width: int, height: int, fps, options: dict) -> dict:
-        return {"level": self.settings(options)["level"], "weights": weights_fingerprint()}
+        return {"level": self.settings(options)["level"], "weights": weights_fingerprint()} | writer()
 
     def _model(self, header: StreamHeader):
         p = header.params
@@ -234,12 +238,9 @@ class MLICCodec(Codec):
             raise BitstreamError("MLIC parameters are corrupted") from None
         if not LEVELS[0] <= level <= LEVELS[1]:
             raise BitstreamError("MLIC rate level out of range")
-        if p.get("weights") != weights_fingerprint():
-            raise BitstreamError(
-                f"this image was coded with other MLIC weights ({str(p.get('weights'))[:16]}) than this ncodec "
-                f"ships ({weights_fingerprint()}): decode it with the ncodec release that coded it"
-            )
-        return shipped_model(), level
+        fingerprint = str(p.get("weights"))
+        named_weights("mlic", fingerprint, p)  # this installation ships them, or a clear error
+        return shipped_model("float64", fingerprint), level
 
     def encode(
         self, frames: Iterable[np.ndarray], header: StreamHeader, runtime: dict | None = None
@@ -252,7 +253,7 @@ class MLICCodec(Codec):
             if steps:
                 from ncodec.models.nets.mlicv2 import refine_latents
 
-                y = refine_latents(shipped_model("float32"), x, level, steps).double()
+                y = refine_latents(shipped_model("float32", header.params["weights"]), x, level, steps).double()
             coded, _ = compress(model, x.double(), level, y)
             meta = json.dumps({"z": list(coded.z_size), "crc": coded.y_crc}).encode()
             yield PICTURE_TAG, pack_chunks([meta, coded.z, coded.y])

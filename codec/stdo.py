@@ -43,6 +43,7 @@ from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
 from .options import SEED, TIME_BUDGET, Option
 from .registry import Section, SegmentedCodec, register
+from .weights import named_weights, writer
 
 SEGMENT_TAG = "SSEG"
 BASES: dict[str, ClassicalCodec] = {"av1": AV1, "x265": X265, "x264": X264}
@@ -157,7 +158,7 @@ class STDOCodec(SegmentedCodec):
             "base_params": base.params(width, height, fps, {"crf": s["crf"], "preset": s["preset"]}),
             "crf": s["crf"],
             "segment_frames": s["segment_frames"],
-        }
+        } | writer()
 
     # -- shared by encoder and decoder ---------------------------------------------------
 
@@ -175,16 +176,11 @@ class STDOCodec(SegmentedCodec):
 
     @staticmethod
     def _network(header: StreamHeader):
-        """The enhancement network the file names, checked against its fingerprint."""
-        from ncodec.models.zoo import load_enhance, weights_path
+        """The enhancement network the file names (by name and fingerprint)."""
+        from ncodec.models.zoo import load_enhance
 
-        name, fp = str(header.params.get("weights")), header.params.get("fingerprint")
-        if not weights_path(name).is_file() or enhance_fingerprint(name) != fp:
-            raise BitstreamError(
-                f"this file was coded with the enhancement weights {name} (fingerprint {fp}), "
-                "which this ncodec does not have: decode it with a release that ships them"
-            )
-        return load_enhance(name)
+        name = str(header.params.get("weights"))
+        return load_enhance(name, named_weights(name, header.params.get("fingerprint"), header.params))
 
     # -- encoder -------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from .classical import PACKET_SECTION, X264, X265, ClassicalCodec
 from .container import StreamHeader, pack_chunks, unpack_chunks
 from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
-from .weights import decode_state, encode_state
+from .weights import decode_state, encode_state, named_weights, writer
 
 MAX_SEGMENT_FRAMES = 1000
 MAX_MODELS = 64
@@ -132,7 +132,7 @@ def make_params(settings: dict, width: int, height: int, fps) -> dict:
         "patch": patch,
         "segment_frames": segment,
         "generic": generic_fingerprint(scale),
-    }
+    } | writer()
 
 
 def layout(header: StreamHeader) -> tuple[dict, ClassicalCodec, StreamHeader]:
@@ -229,7 +229,7 @@ def decode_segment(
     from ncodec.models.nets import stdo
     from ncodec.models.nets.espcn import ESPCN, FastESPCN, to_uint8
     from ncodec.models.upscaler import upscale_rgb
-    from ncodec.models.zoo import load_espcn
+    from ncodec.models.zoo import espcn_name, load_espcn
 
     chunks = unpack_chunks(payload)
     try:
@@ -250,9 +250,8 @@ def decode_segment(
         ids = torch.from_numpy(ids.astype(np.int64))
     else:
         ids = torch.zeros(n * rows * cols, dtype=torch.int64)
-    if any(delta) and p.get("generic") != generic_fingerprint(s):
-        raise BitstreamError(f"this stream was made against other ESPCN x{s} weights than this ncodec ships")
-    generic = load_espcn(s)
+    # deltas are taken against the weights the file names; full models need only the shapes
+    generic = load_espcn(s, named_weights(espcn_name(s), p.get("generic"), p) if any(delta) else None)
     expected = {k: tuple(v.shape) for k, v in generic.state_dict().items()}
     models = []
     for coded, is_delta in zip(chunks[3:], delta):

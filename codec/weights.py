@@ -93,3 +93,33 @@ def decode_state(payload: bytes, expected: dict[str, tuple[int, ...]]) -> dict:
         state[name] = dequantize(symbols[pos : pos + n], scales[spos : spos + r], shape)
         pos, spos = pos + n, spos + r
     return state
+
+
+# -- shipped weights that a bitstream names ------------------------------------------------
+
+
+def writer() -> dict:
+    """The header entry that names the ncodec release writing a file: when a later file
+    names weights an older installation lacks, its error can say which release to get."""
+    from ncodec import __version__
+
+    return {"release": __version__}
+
+
+def named_weights(name: str, fingerprint, params: dict):
+    """The file of the shipped weights ``name`` with ``fingerprint``, as a bitstream whose
+    header ``params`` names them; BitstreamError saying which weights and which release
+    when this installation does not ship them."""
+    from ncodec import __version__
+    from ncodec.models.zoo import UnknownWeights, weights_path
+
+    try:
+        return weights_path(name, str(fingerprint))
+    except UnknownWeights:
+        release = params.get("release")
+        by = f"ncodec {release}" if isinstance(release, str) else "an ncodec release before 1.0.0"
+        get = f"ncodec {release} or later" if isinstance(release, str) else "the release that coded it"
+        raise BitstreamError(
+            f"this file was coded by {by} with the {name} weights {str(fingerprint)[:16]}, which ncodec "
+            f"{__version__} does not ship: decode it with {get}"
+        ) from None

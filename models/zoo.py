@@ -1,17 +1,25 @@
 """The zoo: the one place that knows the shipped weight files, how they are stored, their
-model cards and their fingerprints.
+model cards and their versions.
 
-Weights are safetensors in ``models/weights/``, named ``NAME.safetensors`` with the model
-card ``NAME.json`` beside them (training data, the exact command, steps, measured
-scores). Storage is fp16, or int8 with one scale per output channel for the tensors a
-model says can take it (half the download where most weights are large kernels).
+Shipped weights are immutable. Every version of a model lives in ``models/weights/`` as
+``NAME-FINGERPRINT.safetensors`` with its model card ``NAME-FINGERPRINT.json`` beside it
+(training data, the exact command, steps, measured scores); the fingerprint is the first
+16 hex digits of the file's SHA-256, and it is what bitstreams record. ``index.json``
+lists each model's versions, oldest first, with the full SHA-256 and the release that
+first shipped them: encoders use the newest, decoders the one a file names. New weights
+are added beside the old, never written over them (tests/test_golden.py checks every file
+against its hash). Storage is fp16, or int8 with one scale per output channel for the
+tensors a model says can take it (half the download where most weights are large
+kernels).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -21,12 +29,51 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 WEIGHTS_DIR = Path(str(resources.files("ncodec.models") / "weights"))
+INDEX_PATH = WEIGHTS_DIR / "index.json"
 INT8_SCALES = "@scale"  # key suffix of an int8 tensor's per-channel scales ('@' is in no parameter name)
 
 
-def weights_path(name: str) -> Path:
-    """The shipped weights called ``name`` (e.g. "espcn_x3", "mlic", "rrformer")."""
-    return WEIGHTS_DIR / f"{name}.safetensors"
+class UnknownWeights(LookupError):
+    """Weights this installation does not ship (a file from a newer release, or a name
+    that was never shipped)."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One shipped version of a model's weights."""
+
+    name: str
+    fingerprint: str  # the first 16 hex digits of the file's SHA-256: what bitstreams record
+    sha256: str
+    release: str  # the first ncodec release that shipped it
+    date: str  # when it was trained
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}-{self.fingerprint}.safetensors"
+
+
+@functools.cache
+def index() -> dict[str, tuple[Version, ...]]:
+    """Every shipped model's versions, oldest first (models/weights/index.json)."""
+    raw = json.loads(INDEX_PATH.read_text())
+    return {name: tuple(Version(name, **v) for v in versions) for name, versions in raw.items()}
+
+
+def version(name: str, fingerprint: str | None = None) -> Version:
+    """The shipped version of ``name`` whose fingerprint is ``fingerprint`` (the newest
+    when None); UnknownWeights if this installation has none such."""
+    versions = index().get(name, ())
+    for v in reversed(versions):
+        if fingerprint is None or v.fingerprint == fingerprint:
+            return v
+    raise UnknownWeights(f"{name} weights {fingerprint}" if fingerprint else f"no shipped weights called {name}")
+
+
+def weights_path(name: str, fingerprint: str | None = None) -> Path:
+    """The file of the shipped weights ``name`` (e.g. "espcn_x3", "mlic", "rrformer"): the
+    newest version, or the one with ``fingerprint``."""
+    return version(name, fingerprint).path
 
 
 def card_path(weights: Path) -> Path:
@@ -35,18 +82,23 @@ def card_path(weights: Path) -> Path:
 
 
 def read_card(name: str) -> dict:
-    """The model card of the shipped weights ``name``; {} if it is missing or unreadable."""
+    """The model card of the newest weights ``name``; {} if it is missing or unreadable."""
     try:
         card = json.loads(card_path(weights_path(name)).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnknownWeights):
         return {}
     return card if isinstance(card, dict) else {}
 
 
 def fingerprint(name: str) -> str:
-    """The identity of the shipped weights ``name`` that bitstreams record: the first 16
-    hex digits of the file's SHA-256."""
-    return hashlib.sha256(weights_path(name).read_bytes()).hexdigest()[:16]
+    """The identity of the newest shipped weights ``name``, which bitstreams record."""
+    return version(name).fingerprint
+
+
+def file_fingerprint(path: Path) -> tuple[str, str]:
+    """(fingerprint, SHA-256) of a weights file, as index.json records them."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return digest[:16], digest
 
 
 def quantize_rows(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:

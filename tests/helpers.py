@@ -117,3 +117,20 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available (only on machines with ../shared)")
     return path
+
+
+def decoded_digest(bits: Path) -> tuple[str, int]:
+    """SHA-256 of every picture a bitstream decodes to (uint8 RGB, in order, each with its
+    shape), and the number of pictures: through the codec registry alone."""
+    import hashlib
+
+    from ncodec.codec import ContainerReader, by_tag
+
+    digest, count = hashlib.sha256(), 0
+    with ContainerReader(bits) as r:
+        codec = by_tag(r.header.codec)
+        for rgb in codec.decode(r.sections(*codec.section_tags()), r.header):
+            digest.update(repr(rgb.shape).encode())
+            digest.update(np.ascontiguousarray(rgb, np.uint8).tobytes())
+            count += 1
+    return digest.hexdigest(), count

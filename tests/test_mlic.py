@@ -345,7 +345,7 @@ def test_cli_rejects_bad_mlic_requests(tmp_path, photo_rgba):
     assert not out.exists()
 
 
-def test_stream_from_other_weights_is_refused(tmp_path, photo_rgba):
+def test_a_file_naming_weights_this_release_lacks_says_which_and_which_release(tmp_path, photo_rgba):
     from helpers import run
     from ncodec.codec.container import ContainerReader, ContainerWriter
 
@@ -353,14 +353,15 @@ def test_stream_from_other_weights_is_refused(tmp_path, photo_rgba):
     assert run("encode", photo_rgba, bits, "--level", "0", "-q").returncode == 0
     with ContainerReader(bits) as r:
         header, sections = r.header, list(r.sections())
-    header.params["weights"] = "0" * 16
+    header.params |= {"weights": "0" * 16, "release": "9.1.0"}  # as if from a later release
     forged = tmp_path / "forged.bin"
     with ContainerWriter(forged, header) as w:
         for tag, payload in sections:
             w.write(tag, payload)
         w.close(frame_count=1)
     proc = run("decode", forged, tmp_path / "f.png")
-    assert proc.returncode != 0 and "other MLIC weights (0000000000000000)" in proc.stderr
+    assert proc.returncode != 0 and "mlic weights 0000000000000000" in proc.stderr, proc.stderr
+    assert "ncodec 9.1.0 or later" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "f.png").exists()
 
 

@@ -8,8 +8,8 @@ BT.601 below.
 from __future__ import annotations
 
 import av
-from av.video.reformatter import Interpolation
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from ncodec.codec.container import Colour
 

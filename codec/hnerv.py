@@ -59,7 +59,11 @@ def _quantize_embeddings(emb, bits: int) -> tuple[np.ndarray, float, float]:
 def _dequantize_embeddings(q: np.ndarray, lo: float, step: float, shape: tuple[int, ...]):
     import torch
 
-    return torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32)).reshape(shape).to(getattr(torch, DECODE_DTYPE))
+    return (
+        torch.from_numpy((lo + q.astype(np.float64) * step).astype(np.float32))
+        .reshape(shape)
+        .to(getattr(torch, DECODE_DTYPE))
+    )
 
 
 def _frames_to_uint8(x, height: int, width: int) -> list[np.ndarray]:

@@ -19,7 +19,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from helpers import decoded_digest  # noqa: E402
-
 from ncodec.codec import ContainerReader  # noqa: E402
 
 

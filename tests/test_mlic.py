@@ -353,7 +353,7 @@ def test_a_file_naming_weights_this_release_lacks_says_which_and_which_release(t
     assert run("encode", photo_rgba, bits, "--level", "0", "-q").returncode == 0
     with ContainerReader(bits) as r:
         header, sections = r.header, list(r.sections())
-    header.params |= {"weights": "0" * 16, "release": "9.1.0"}  # as if from a later release
+    header.params.update(weights="0" * 16, release="9.1.0")  # as if from a later release
     forged = tmp_path / "forged.bin"
     with ContainerWriter(forged, header) as w:
         for tag, payload in sections:

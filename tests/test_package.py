@@ -38,8 +38,13 @@ def test_wheel_contents(tmp_path):
         "ncodec/models/__init__.py",
     ):
         assert module in names
-    for scale in (2, 3, 4):  # shipped weights and their model cards are package data
-        assert f"ncodec/models/weights/espcn_x{scale}.safetensors" in names
-        assert f"ncodec/models/weights/espcn_x{scale}.json" in names
+    # every shipped weights version, its model card and the index are package data
+    from ncodec.models import zoo
+
+    assert "ncodec/models/weights/index.json" in names
+    for versions in zoo.index().values():
+        for v in versions:
+            assert f"ncodec/models/weights/{v.path.name}" in names
+            assert f"ncodec/models/weights/{zoo.card_path(v.path).name}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ncodec = ncodec.app.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()

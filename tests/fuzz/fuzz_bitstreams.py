@@ -3,7 +3,8 @@ libFuzzer underneath).
 
     python tests/fuzz/fuzz_bitstreams.py [-max_total_time=60] [CORPUS_DIR]
 
-The seed corpus is one small valid bitstream per codec, made on start. Every input has
+The seed corpus is one small valid bitstream per codec, made on start and added to
+CORPUS_DIR (CI passes a copy of tests/fuzz/corpus, the inputs longer campaigns kept). Every input has
 its CRCs fixed up before decoding (harness.fix_crcs), so mutations reach the codecs'
 parsers instead of stopping at the checksums. An input whose decode raises anything but
 BitstreamError, runs past -timeout seconds or grows the process past -rss_limit_mb is a
@@ -52,7 +53,8 @@ def main() -> None:
     if corpus is None:
         corpus = tempfile.mkdtemp(prefix="ncodec-fuzz-corpus-")
         args.append(corpus)
-    if not any(Path(corpus).iterdir()):
+    # fresh seeds beside the kept corpus (tests/fuzz/corpus), so a changed format is fuzzed too
+    if not all((Path(corpus) / f"seed-{name}").exists() for name in harness.seed_names()):
         for name, path in harness.make_seeds(Path(tempfile.mkdtemp(prefix="ncodec-fuzz-seeds-"))).items():
             (Path(corpus) / f"seed-{name}").write_bytes(path.read_bytes())
     args += [f"-rss_limit_mb={harness.RSS_LIMIT_MB}", "-timeout=30", "-max_len=262144"]

@@ -63,6 +63,11 @@ def _photo(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def seed_names() -> list[str]:
+    """The names make_seeds gives its bitstreams: every codec, then every other design."""
+    return registry.names() + list(VARIANTS)
+
+
 def make_seeds(folder: Path, codecs: list[str] | None = None, size: tuple[int, int] = (48, 32)) -> dict[str, Path]:
     """One valid bitstream per codec (and per other design of a codec, VARIANTS) of a
     ``size`` clip (an RGBA photo for the image codec), written under ``folder``."""
@@ -70,7 +75,7 @@ def make_seeds(folder: Path, codecs: list[str] | None = None, size: tuple[int, i
     clip = _clip(folder / "clip.mp4", *size)
     photo = _photo(folder / "photo.png", size[0] - 8, size[1] - 8)
     seeds = {}
-    for name in codecs or registry.names() + list(VARIANTS):
+    for name in codecs or seed_names():
         codec, options = VARIANTS.get(name, (name, SEED_OPTIONS.get(name, {})))
         out = folder / f"{name}.bin"
         encode_file(photo if codec == "mlic" else clip, out, codec, options=options)

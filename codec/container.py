@@ -91,6 +91,8 @@ class StreamHeader:
             raise BitstreamError(f"frame rate {self.fps} outside 0..{MAX_FPS} fps")
         if not (0 <= self.frame_count <= MAX_FRAMES):
             raise BitstreamError(f"frame count {self.frame_count} outside 0..{MAX_FRAMES}")
+        if self.colour.range not in (0, 1, 2):
+            raise BitstreamError(f"colour range {self.colour.range} is not 0 (unspecified), 1 (limited) or 2 (full)")
         if not isinstance(self.params, dict):
             raise BitstreamError("codec parameters must be a JSON object")
         return self

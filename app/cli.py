@@ -225,6 +225,7 @@ def _cmd_dereflect(args) -> int:
         args.output,
         method=args.method,
         tile=args.tile,
+        precision=args.precision,
         max_pixels=args.max_pixels,
         threshold=args.threshold,
         progress=not args.quiet,
@@ -554,7 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="net: the trained network; classic: fast DCT-domain method (Yang et al. 2019); "
         "auto: net when its weights are installed",
     )
-    d.add_argument("--tile", type=int, default=512, help="net: tile side in pixels (default 512)")
+    d.add_argument("--tile", type=int, default=None, help="net: tile side in pixels (default 576)")
+    d.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="net: arithmetic; auto: bf16 where the CPU computes it natively (its cost: docs/BENCHMARKS.md)",
+    )
     d.add_argument(
         "--max-pixels",
         type=int,

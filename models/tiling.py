@@ -12,10 +12,39 @@ Two ways to join tiles, by what the network sees:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+
+# glibc's mallopt parameters
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+
+
+@contextlib.contextmanager
+def kept_heap() -> Iterator[None]:
+    """Large blocks a tile frees stay in the heap for the next tile. glibc otherwise maps
+    and unmaps every block over 128 kB, so each tile page-faults its activations in anew
+    (8K reflection removal, 512-px tiles: 0.356 -> 0.329 s a tile, 62.5 -> 56.5 s in all).
+    On leaving, the thresholds go back and freed memory is returned to the system. A
+    no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc's, or AttributeError
+    except (OSError, AttributeError):
+        yield
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 31)
+    try:
+        yield
+    finally:
+        libc.mallopt(M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
+        libc.malloc_trim(0)
 
 
 @dataclass(frozen=True)
@@ -29,11 +58,11 @@ class Tile:
 
 
 def tile_starts(size: int, tile: int, overlap: int = 0) -> list[int]:
-    """Starts of tiles of ``tile`` px covering ``size`` px, neighbours overlapping by
-    ``overlap``; the last tile ends at the edge."""
-    if size <= tile:
-        return [0]
-    return sorted(set(range(0, size - tile, tile - overlap)) | {size - tile})
+    """Starts of tiles of at most ``tile`` px covering ``size`` px, neighbours overlapping
+    by ``overlap``. The last tile is cut at the edge (it may be shorter) rather than moved
+    back over its neighbour: an 8K photo in 768-px tiles then runs the network on 39 Mpx
+    instead of 45."""
+    return list(range(0, max(size - overlap, 1), tile - overlap))
 
 
 def ramp(n: int, overlap: int, start_edge: bool, end_edge: bool) -> np.ndarray:
@@ -68,6 +97,11 @@ def run_tiled(
     tiles of ``picture`` (H x W[ x C]); joined by cropping ``margin`` or by blending
     ``overlap`` (see the module docstring; exactly one of them applies). Cropped tiles keep
     ``fn``'s dtype; blended ones return float32."""
+    with kept_heap():
+        return _run_tiled(picture, fn, tile, scale, margin, overlap, on_tile)
+
+
+def _run_tiled(picture, fn, tile, scale, margin, overlap, on_tile) -> np.ndarray:
     h, w = picture.shape[:2]
     r = scale
     if overlap:
@@ -86,7 +120,7 @@ def run_tiled(
                 weight[region] += wt[:, :, None]
                 if on_tile:
                     on_tile()
-        return acc / (weight if acc.ndim == 3 else weight[:, :, 0])
+        return np.divide(acc, weight if acc.ndim == 3 else weight[:, :, 0], out=acc)
     out = None
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):

@@ -59,7 +59,8 @@ def dereflect_file(
     dst: str | os.PathLike,
     *,
     method: str = "auto",
-    tile: int = 512,
+    tile: int | None = None,
+    precision: str = "auto",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     threshold: float = 0.05,
     progress: bool = False,
@@ -67,8 +68,10 @@ def dereflect_file(
     """Remove reflections from the photo ``src`` and write ``dst`` (alpha and grayscale kept)."""
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
-    if not 128 <= tile <= 4096:
+    if tile is not None and not 128 <= tile <= 4096:
         raise UsageError("--tile must be between 128 and 4096 pixels")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError("--precision must be auto, fp32 or bf16")
     if method == "auto":
         method = "net" if network_available() else "classic"
     if method == "net" and not network_available():
@@ -86,11 +89,11 @@ def dereflect_file(
 
         out = suppress_reflection(rgb, threshold=threshold)
     else:
-        from ncodec.models.dereflector import dereflect_network, dereflect_tiles
+        from ncodec.models.dereflector import DEFAULT_TILE, dereflect_network, dereflect_tiles
         from ncodec.models.zoo import load_rrformer
 
-        model = load_rrformer()
+        model, tile = load_rrformer(), tile or DEFAULT_TILE
         with progress_bar(dereflect_tiles(h, w, tile), "dereflect", progress, unit="tile") as bar:
-            out = dereflect_network(rgb, model, tile=tile, on_tile=lambda: bar.update(1))
+            out = dereflect_network(rgb, model, tile=tile, precision=precision, on_tile=lambda: bar.update(1))
     write_image(dst, out, alpha=alpha, gray=gray)
     return DereflectResult(str(dst), method, w, h, time.perf_counter() - start)

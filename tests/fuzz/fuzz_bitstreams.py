@@ -57,7 +57,8 @@ def main() -> None:
     if not all((Path(corpus) / f"seed-{name}").exists() for name in harness.seed_names()):
         for name, path in harness.make_seeds(Path(tempfile.mkdtemp(prefix="ncodec-fuzz-seeds-"))).items():
             (Path(corpus) / f"seed-{name}").write_bytes(path.read_bytes())
-    args += [f"-rss_limit_mb={harness.RSS_LIMIT_MB}", "-timeout=30", "-max_len=262144"]
+    defaults = {"-rss_limit_mb": harness.RSS_LIMIT_MB, "-timeout": 30, "-max_len": 262144}
+    args += [f"{flag}={value}" for flag, value in defaults.items() if not any(a.startswith(flag + "=") for a in args)]
     atheris.Setup(args, one_input)
     atheris.Fuzz()
 

@@ -126,8 +126,9 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/train")
     ap.add_argument("--out", default="docs/bench/stdo_subsets")
     ap.add_argument("--segments", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     model = load_enhance()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -16,8 +16,8 @@ rates), quantised to what a bitstream would carry and rANS-coded (codec/entropy.
 - all: every weight and bias (23,670 values), the same units.
 
 The network runs in its quantised form throughout. D is the RGB-weighted squared error
-of the segment's planes (the codec's); lambda is the segment's own slope, from a second
-SVT-AV1 encode 4 crf coarser, as the codec measures it. An update "pays" when it lowers
+of the segment's planes (the training loss's); lambda is the segment's own slope, from a
+second SVT-AV1 encode 4 crf coarser, as the codec measures it. An update "pays" when it lowers
 D + lambda R counting its bytes.
 
     python benchmarks/stdo_subsets.py --data ../shared/data/train --out docs/bench/stdo_subsets

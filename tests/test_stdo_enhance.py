@@ -93,6 +93,27 @@ def test_a_segment_without_the_network_decodes_as_its_base_codec_alone(coded):
         assert len(ours) == meta["frames"] and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
 
 
+def test_each_segment_is_sent_the_way_that_gives_the_source_the_least_rgb_error(clip, tmp_path):
+    """Without updates the encoder picks, per segment, the base layer alone or the network,
+    by the error of the pictures a decoder makes against the source frames (PSNR-RGB's)."""
+    bits = tmp_path / "off.bin"
+    encode_file(clip, bits, "stdo", options=OPTIONS | {"overfit": "off", "crf": 56})
+    header, payloads = _segments(bits)
+    with MediaReader(clip) as r:
+        source = list(r.frames())
+    first = 0
+    for payload in payloads:
+        meta, packets, _ = unpack_chunks(payload)
+        meta = json.loads(meta)
+        errors = {}
+        for network in (False, True):
+            variant = pack_chunks([json.dumps(meta | {"network": network}).encode(), packets, b""])
+            frames = STDO.decode(iter([("SSEG", variant)]), header)
+            errors[network] = sum(float(np.sum((f.astype(np.int64) - s) ** 2)) for f, s in zip(frames, source[first:]))
+        assert meta["network"] == (errors[True] < errors[False]), errors
+        first += meta["frames"]
+
+
 def test_the_update_is_sent_only_when_it_pays():
     assert delta_pays(1000.0, 900.0, lam=1.0, nbytes=10)  # 100 less error for 88 bits
     assert not delta_pays(1000.0, 950.0, lam=1.0, nbytes=10)  # 50 for 88 bits

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzzing of the container reader and every codec's decoder (atheris,
 libFuzzer underneath).
 

@@ -16,6 +16,7 @@ allocated, and every fault raises :class:`BitstreamError`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
@@ -133,6 +134,24 @@ class StreamHeader:
         return body + _CRC.pack(zlib.crc32(body))
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a bitstream may hold")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text} is not a number a bitstream may hold")
+    return value
+
+
+def parse_json(data: bytes | str):
+    """JSON from a bitstream: strict, so NaN, Infinity and overflowing numbers like 1e999
+    (which Python's json accepts and int() then fails on with OverflowError) are a
+    ValueError like any other bad value."""
+    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+
+
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
@@ -161,7 +180,7 @@ def read_header(f: BinaryIO) -> StreamHeader:
         raise BitstreamError("header is corrupted (CRC32 mismatch)")
     try:
         codec = tag.decode("ascii")
-        params = json.loads(params_raw.decode("utf-8")) if params_len else {}
+        params = parse_json(params_raw.decode("utf-8")) if params_len else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BitstreamError(f"header is corrupted ({e})") from None
     if fps_den == 0:

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .container import StreamHeader, pack_chunks, unpack_chunks
+from .container import StreamHeader, pack_chunks, parse_json, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError
 from .options import SEED, TIME_BUDGET, Option
@@ -77,7 +77,7 @@ def _segment_meta(chunks: list[bytes]) -> tuple[int, float, float, int]:
     if len(chunks) != 3:
         raise BitstreamError("corrupted HNeRV segment (expected 3 chunks)")
     try:
-        meta = json.loads(chunks[0])
+        meta = parse_json(chunks[0])
         n, lo, step, bits = int(meta["frames"]), float(meta["emb_min"]), float(meta["emb_step"]), int(meta["emb_bits"])
     except (ValueError, KeyError, TypeError) as e:
         raise BitstreamError(f"corrupted HNeRV segment header ({e})") from None

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .container import StreamHeader, pack_chunks, unpack_chunks
+from .container import StreamHeader, pack_chunks, parse_json, unpack_chunks
 from .errors import BitstreamError, UsageError
 from .options import Option
 from .registry import Codec, Section, register
@@ -266,7 +266,7 @@ class MLICCodec(Codec):
             if len(chunks) != 3:
                 raise BitstreamError("MLIC picture section is corrupted")
             try:
-                meta = json.loads(chunks[0])
+                meta = parse_json(chunks[0])
                 z_size, crc = [int(v) for v in meta["z"]], int(meta["crc"])
             except (ValueError, KeyError, TypeError):
                 raise BitstreamError("MLIC picture header is corrupted") from None

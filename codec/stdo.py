@@ -38,7 +38,7 @@ import numpy as np
 from . import stdo_espcn
 from .classical import AV1, PACKET_SECTION, PRESET_X26X, X264, X265, ClassicalCodec, pad_to
 from .colour import frame_planes, output_colour, planes_to_rgb, rgb_to_frame
-from .container import StreamHeader, pack_chunks, unpack_chunks
+from .container import StreamHeader, pack_chunks, parse_json, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
 from .options import SEED, TIME_BUDGET, Option
@@ -280,7 +280,10 @@ class STDOCodec(SegmentedCodec):
                 if len(chunks) != 3:
                     raise BitstreamError("corrupted STDO segment (counts out of range)")
                 packets = unpack_chunks(chunks[1])
-                n = int(json.loads(chunks[0])["frames"])
+                try:
+                    n = int(parse_json(chunks[0])["frames"])
+                except (ValueError, KeyError, TypeError) as e:
+                    raise BitstreamError(f"corrupted STDO segment header ({e})") from None
                 size = sum(len(p) for p in packets)
                 for rgb in base.decode(((PACKET_SECTION, c) for c in packets), self._layout(header, n)[1]):
                     yield rgb, size
@@ -297,7 +300,7 @@ class STDOCodec(SegmentedCodec):
 
         chunks = unpack_chunks(payload)
         try:
-            meta = json.loads(chunks[0])
+            meta = parse_json(chunks[0])
             n, crf, has_delta = int(meta["frames"]), int(meta["crf"]), bool(meta["delta"])
             network = bool(meta["network"])
         except (IndexError, ValueError, KeyError, TypeError) as e:

@@ -39,7 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from .classical import PACKET_SECTION, X264, X265, ClassicalCodec
-from .container import StreamHeader, pack_chunks, unpack_chunks
+from .container import StreamHeader, pack_chunks, parse_json, unpack_chunks
 from .entropy import MAX_ALPHABET, decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
 from .weights import decode_state, encode_state, named_weights, writer
@@ -233,7 +233,7 @@ def decode_segment(
 
     chunks = unpack_chunks(payload)
     try:
-        meta = json.loads(chunks[0])
+        meta = parse_json(chunks[0])
         n, m, delta = int(meta["frames"]), int(meta["models"]), [bool(d) for d in meta["delta"]]
     except (IndexError, ValueError, KeyError, TypeError) as e:
         raise BitstreamError(f"corrupted STDO segment header ({e})") from None

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from .container import pack_chunks, unpack_chunks
+from .container import pack_chunks, parse_json, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError
 
@@ -72,7 +72,7 @@ def decode_state(payload: bytes, expected: dict[str, tuple[int, ...]]) -> dict:
     if len(chunks) != 3:
         raise BitstreamError("corrupted weights (expected 3 chunks)")
     try:
-        meta = json.loads(chunks[0])
+        meta = parse_json(chunks[0])
         entries = [(str(n), tuple(int(d) for d in shape), int(bits)) for n, shape, bits in meta]
     except (ValueError, TypeError) as e:
         raise BitstreamError(f"corrupted weights metadata ({e})") from None

@@ -302,7 +302,7 @@ class STDOCodec(SegmentedCodec):
         try:
             meta = parse_json(chunks[0])
             n, crf, has_delta = int(meta["frames"]), int(meta["crf"]), bool(meta["delta"])
-            network = bool(meta["network"])
+            network = bool(meta.get("network", True))  # records before "network" existed always ran it
         except (IndexError, ValueError, KeyError, TypeError) as e:
             raise BitstreamError(f"corrupted STDO segment header ({e})") from None
         if not (1 <= n <= stdo_espcn.MAX_SEGMENT_FRAMES and 0 <= crf <= 63 and len(chunks) == 3):

@@ -147,7 +147,7 @@ def test_corrupted_updates_raise_bitstream_error(coded):
         pack_chunks([json.dumps(json.loads(meta) | {"delta": False}).encode(), packets, b"\x01\x02"]),
         pack_chunks([json.dumps(json.loads(meta) | {"crf": 99}).encode(), packets, b""]),
         pack_chunks([b'{"frames": 0, "crf": 30, "network": true, "delta": false}', packets, b""]),
-        pack_chunks([b'{"frames": 3, "crf": 30, "delta": false}', packets, b""]),  # no network flag
+        pack_chunks([b'{"frames": 3, "crf": 30, "network": true}', packets, b""]),  # no delta flag
         pack_chunks([json.dumps(json.loads(meta) | {"network": False, "delta": True}).encode(), packets, b"\x01"]),
         pack_chunks([meta, packets]),
     ]

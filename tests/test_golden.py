@@ -107,3 +107,16 @@ def test_encoders_name_the_newest_weights_and_their_release():
     p = get("stdo").params(64, 48, 25, {})
     assert p["fingerprint"] == zoo.index()["enhance_av1"][-1].fingerprint and p["release"] == ncodec.__version__
     assert get("mlic").params(64, 48, 25, {})["weights"] == zoo.index()["mlic"][-1].fingerprint
+
+
+def test_golden_files_and_weights_are_not_ignored_by_git():
+    """A golden file or weights file that .gitignore hides passes here and is missing from
+    every clean clone (this happened once: *.bin hid the first golden files)."""
+    root = Path(__file__).parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [GOLDEN / e["file"] for e in MANIFEST.values()] + sorted(zoo.WEIGHTS_DIR.iterdir())
+    out = subprocess.run(
+        ["git", "check-ignore", "--no-index", *map(str, paths)], cwd=root, capture_output=True, text=True
+    )
+    assert out.returncode == 1 and not out.stdout, f"ignored by .gitignore: {out.stdout.split()}"

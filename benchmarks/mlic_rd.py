@@ -7,10 +7,15 @@ from the model card.
     python benchmarks/mlic_rd.py --data ../shared/data --out docs/bench/mlic [--update-card]
     python benchmarks/mlic_rd.py --per-image webp     # Set14 picture by picture
     python benchmarks/mlic_rd.py --refine-curve 100   # RD curves with --refine 100 beside the plain ones
+    python benchmarks/mlic_rd.py --protocol --out docs/bench/mlic_protocol   # the evaluation protocol's tables
 
 Held-out photos: the last ten of the training recipe's validation split
-(video/training.split_photos), centre-cropped to at most 768x512 so that the float64
-codec finishes in minutes on two cores.
+(models/train/drivers.split_photos), centre-cropped to at most 768x512 so that the float64
+codec finishes in minutes on two cores. They steered which weights shipped.
+
+The protocol (``--protocol``): the test split (models/train/drivers.heldout_test_photos, a
+fixed hash rule; no training run or choice made after 2026-12-07 reads it) and Set14, each
+with JPEG, WebP, HEVC-intra, AV1-intra at preset 4 and mlic with and without ``--refine 100``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 from ncodec.codec.mlic import compress, pad_to_multiple, shipped_model, to_tensor, to_uint8
 from ncodec.models.nets import count_parameters
 from ncodec.models.nets.mlicv2 import refine_latents
-from ncodec.models.train.drivers import split_photos
+from ncodec.models.train.drivers import heldout_test_photos, split_photos
 from ncodec.models.zoo import weights_path
 from ncodec.video import bench, metrics
 from ncodec.video.images import read_image
@@ -37,8 +42,13 @@ PEERS = ["jpeg", "webp", "x265", "av1"]
 
 
 def heldout_folder(data: Path, dst: Path, count: int = 10) -> Path:
-    _, val = split_photos(str(data / "train"))
-    for f in val[-count:]:
+    """The last ``count`` validation photos, centre-cropped, as PNGs in ``dst``."""
+    return cropped_folder(split_photos(str(data / "train"))[1][-count:], dst)
+
+
+def cropped_folder(files: list[Path], dst: Path) -> Path:
+    """``files`` centre-cropped to at most 768x512, as PNGs in ``dst``."""
+    for f in files:
         rgb = read_image(f)[0]
         h, w = rgb.shape[:2]
         top, left = max(0, (h - 512) // 2), max(0, (w - 768) // 2)
@@ -167,6 +177,52 @@ def refine_curves(data: Path, out: Path, steps: int, sets: list[str]) -> None:
             print(table + "\n".join(lines))
 
 
+PROTOCOL_CODECS = ["jpeg", "webp", "x265", "av1:preset=4", "mlic", "mlic:refine=100"]
+
+
+def protocol(data: Path, out: Path) -> None:
+    """The evaluation protocol's tables: the test split and Set14, every peer and mlic with
+    and without refinement in one run per set, BD-rate of both mlic rows against each peer."""
+    peers = PROTOCOL_CODECS[:4]
+    summary = ["| set | codec | " + " | ".join(peers) + " |", "|---|---|" + "---:|" * len(peers)]
+    with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
+        sets = {
+            "test": cropped_folder(heldout_test_photos(str(data / "train")), Path(tmp)),
+            "set14": data / "eval/sr/Set14",
+        }
+        for name, folder in sets.items():
+            command = f"python benchmarks/mlic_rd.py --data {data} --protocol --out {out}"
+            table = bench.run(folder, PROTOCOL_CODECS, points=4, out_dir=out / name, command=command, progress=True)
+            result = json.loads((out / name / "results.json").read_text())
+            rows = result["rows"]
+            curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
+                     for c in {r["codec"] for r in rows}}
+            bd = {}
+            for codec in PROTOCOL_CODECS[4:]:
+                bd[codec] = {}
+                for peer in peers:
+                    try:
+                        bd[codec][peer] = metrics.bd_rate(*curve[peer], *curve[codec])
+                    except (ValueError, KeyError):
+                        bd[codec][peer] = None
+                summary.append(
+                    f"| {name} | {codec} | "
+                    + " | ".join("–" if v is None else f"{v:+.1f}%" for v in bd[codec].values())
+                    + " |"
+                )
+            (out / name / "results.json").write_text(json.dumps(result | {"bd_rate_vs_peers": bd}, indent=2))
+            print(table)
+    lines = [
+        f"Date: {datetime.date.today().isoformat()}. Reproduce: `python benchmarks/mlic_rd.py --protocol --out {out}`",
+        "",
+        "BD-rate (PSNR-RGB) of mlic against each peer; negative = mlic needs fewer bits:",
+        "",
+        *summary,
+    ]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data")
@@ -183,8 +239,13 @@ def main() -> None:
         help="only the RD curves with and without --refine STEPS (into SET_refineSTEPS/)",
     )
     ap.add_argument("--sets", default="set14,heldout", help="--refine-curve: which sets (default set14,heldout)")
+    ap.add_argument("--protocol", action="store_true", help="only the test split's and Set14's tables")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
+    if args.protocol:
+        out.mkdir(parents=True, exist_ok=True)
+        protocol(data, out)
+        return
     if args.refine_curve:
         refine_curves(data, out, args.refine_curve, args.sets.split(","))
         return

@@ -14,7 +14,7 @@ Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
 
 One "SSEG" section per segment, a chunk list::
 
-    JSON  {"frames": n, "crf": c, "network": bool, "delta": bool}
+    record: flags (bit 0 network, bit 1 delta), crf, frames (varint); JSON in older files
     base stream: the base codec's section payloads, as a chunk list
     bias update: rANS-coded integers in DELTA_STEP units (empty when "delta" is false)
 
@@ -30,7 +30,6 @@ through that module.
 
 from __future__ import annotations
 
-import json
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -38,7 +37,7 @@ import numpy as np
 from . import stdo_espcn
 from .classical import AV1, PACKET_SECTION, PRESET_X26X, X264, X265, ClassicalCodec, pad_to
 from .colour import frame_planes, output_colour, planes_to_rgb, rgb_to_frame
-from .container import StreamHeader, pack_chunks, parse_json, unpack_chunks
+from .container import StreamHeader, decode_varint, encode_varint, pack_chunks, parse_json, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
 from .options import SEED, TIME_BUDGET, Option
@@ -81,7 +80,9 @@ class STDOCodec(SegmentedCodec):
         ),
         Option("scale", int, 1, "downscaling factor of the base layer (espcn: 2, 3 or 4)", choices=(1, 2, 3, 4)),
         Option("crf", int, None, "base layer's constant rate factor (default: the --quality level's)", low=0, high=63),
-        Option("preset", str, None, "base encoder's speed preset", choices=AV1_PRESETS + PRESET_X26X),
+        Option(
+            "preset", str, None, "base encoder's speed preset", choices=AV1_PRESETS + PRESET_X26X, encoder_only=True
+        ),
         Option(
             "overfit",
             str,
@@ -149,13 +150,11 @@ class STDOCodec(SegmentedCodec):
         s = self.settings(options)
         if s["network"] == "espcn":
             return stdo_espcn.make_params(s, width, height, fps)
-        base = BASES[s["base"]]
         return {
             "network": "enhance",
             "weights": ENHANCE_WEIGHTS,
             "fingerprint": enhance_fingerprint(ENHANCE_WEIGHTS),
-            "base": s["base"],
-            "base_params": base.params(width, height, fps, {"crf": s["crf"], "preset": s["preset"]}),
+            "base": s["base"],  # its stream has the picture's coded size (base_params in files before 1.1.0)
             "crf": s["crf"],
             "segment_frames": s["segment_frames"],
         } | writer()
@@ -166,12 +165,14 @@ class STDOCodec(SegmentedCodec):
         """The base codec and the header of the base stream (of ``frames`` frames)."""
         p = header.params
         base = BASES.get(str(p.get("base")))
-        if base is None or not isinstance(p.get("base_params"), dict):
+        # files before release 1.1.0 carry the base codec's parameters; since then the base
+        # stream is always 4:2:0 at the picture's coded size, which the base codec derives
+        geometry = {"coded_size": [base._coded(header.width), base._coded(header.height)]} if base else None
+        params = p.get("base_params", geometry)
+        if base is None or not isinstance(params, dict):
             raise BitstreamError("STDO parameters are corrupted (base layer)")
         n = header.frame_count if frames is None else frames
-        inner = StreamHeader(
-            base.tag, header.width, header.height, header.fps, n, header.colour, params=p["base_params"]
-        )
+        inner = StreamHeader(base.tag, header.width, header.height, header.fps, n, header.colour, params=params)
         return base, inner.validate()
 
     @staticmethod
@@ -195,7 +196,8 @@ class STDOCodec(SegmentedCodec):
         crf = int(header.params["crf"])
         model = self._network(header)
         generic = IntegerEnhancer(model)
-        sections, decoded = self._base_layer(base, inner, rgb, crf)
+        preset = run["preset"]
+        sections, decoded = self._base_layer(base, inner, rgb, crf, preset)
         source = self._source_planes(base, inner, rgb)
         colour = output_colour(inner.colour, inner.height)
 
@@ -214,15 +216,15 @@ class STDOCodec(SegmentedCodec):
             coded = encode_symbols(update.numpy())
             d_tuned = error(IntegerEnhancer(model, update)(decoded, crf))
             if d_tuned < d_free:
-                lam = self._slope(base, inner, rgb, crf, error, generic, d_generic, sections)
+                lam = self._slope(base, inner, rgb, crf, preset, error, generic, d_generic, sections)
                 if delta_pays(d_free, d_tuned, lam, len(coded)):
                     delta = coded
         network = delta is not None or d_generic < d_base
-        meta = {"frames": len(rgb), "crf": crf, "network": network, "delta": delta is not None}
-        return pack_chunks([json.dumps(meta).encode(), pack_chunks([pl for _, pl in sections]), delta or b""])
+        record = segment_record(len(rgb), crf, network, delta is not None)
+        return pack_chunks([record, pack_chunks([pl for _, pl in sections]), delta or b""])
 
     @staticmethod
-    def _base_layer(base: ClassicalCodec, inner: StreamHeader, rgb: list[np.ndarray], crf: int):
+    def _base_layer(base: ClassicalCodec, inner: StreamHeader, rgb: list[np.ndarray], crf: int, preset: str | None):
         """The base stream's sections at ``crf`` and its decoded planes (packed, uint8)."""
         header = StreamHeader(
             inner.codec,
@@ -231,7 +233,7 @@ class STDOCodec(SegmentedCodec):
             inner.fps,
             len(rgb),
             inner.colour,
-            params=inner.params | {"crf": crf},
+            params=inner.params | {"crf": crf, "pix_fmt": "yuv420p", "preset": preset},
         )
         sections = list(base.encode(iter(rgb), header))
         return sections, packed_planes(base.decode_planes(iter(sections), header))
@@ -242,14 +244,14 @@ class STDOCodec(SegmentedCodec):
         cw, ch = base._geometry(inner)
         return source_planes([pad_to(f, cw, ch) for f in rgb], inner.colour)
 
-    def _slope(self, base, inner, rgb, crf, error, generic, d_generic, sections) -> float:
+    def _slope(self, base, inner, rgb, crf, preset, error, generic, d_generic, sections) -> float:
         """lambda: distortion bought per bit on this segment's own curve (base + generic
         network), from a second base encode LAMBDA_CRF_STEP crf coarser."""
         high = 63 if base is AV1 else 51
         coarser = min(crf + LAMBDA_CRF_STEP, high)
         if coarser == crf:
             return float("inf")
-        other, planes = self._base_layer(base, inner, rgb, coarser)
+        other, planes = self._base_layer(base, inner, rgb, coarser, preset)
         bits = 8 * (sum(len(p) for _, p in sections) - sum(len(p) for _, p in other))
         d_other = error(generic(planes, coarser))
         return max(d_other - d_generic, 0.0) / bits if bits > 0 else float("inf")
@@ -280,10 +282,7 @@ class STDOCodec(SegmentedCodec):
                 if len(chunks) != 3:
                     raise BitstreamError("corrupted STDO segment (counts out of range)")
                 packets = unpack_chunks(chunks[1])
-                try:
-                    n = int(parse_json(chunks[0])["frames"])
-                except (ValueError, KeyError, TypeError) as e:
-                    raise BitstreamError(f"corrupted STDO segment header ({e})") from None
+                n = parse_segment_record(chunks[0])[0]
                 size = sum(len(p) for p in packets)
                 for rgb in base.decode(((PACKET_SECTION, c) for c in packets), self._layout(header, n)[1]):
                     yield rgb, size
@@ -299,14 +298,9 @@ class STDOCodec(SegmentedCodec):
         from ncodec.models.nets.enhance import IntegerEnhancer, bias_count
 
         chunks = unpack_chunks(payload)
-        try:
-            meta = parse_json(chunks[0])
-            n, crf, has_delta = int(meta["frames"]), int(meta["crf"]), bool(meta["delta"])
-            network = bool(meta.get("network", True))  # records before "network" existed always ran it
-        except (IndexError, ValueError, KeyError, TypeError) as e:
-            raise BitstreamError(f"corrupted STDO segment header ({e})") from None
-        if not (1 <= n <= stdo_espcn.MAX_SEGMENT_FRAMES and 0 <= crf <= 63 and len(chunks) == 3):
+        if len(chunks) != 3:
             raise BitstreamError("corrupted STDO segment (counts out of range)")
+        n, crf, network, has_delta = parse_segment_record(chunks[0])
         update = None
         if has_delta:
             values = decode_symbols(chunks[2], bias_count(model.cfg))
@@ -339,6 +333,34 @@ class STDOCodec(SegmentedCodec):
             done += len(pending)
         if done != n:
             raise BitstreamError(f"STDO segment declares {n} frames, its stream holds {done}")
+
+
+def segment_record(frames: int, crf: int, network: bool, delta: bool) -> bytes:
+    """A segment's record (since release 1.1.0): a flags byte (bit 0: the network runs,
+    bit 1: a bias update follows), the crf byte, the frame count as a varint."""
+    return bytes([int(network) | int(delta) << 1, crf]) + encode_varint(frames)
+
+
+def parse_segment_record(chunk: bytes) -> tuple[int, int, bool, bool]:
+    """(frames, crf, network, delta) of a segment record, binary or the JSON of files before
+    release 1.1.0 (it starts with "{", which no flags byte equals), checked."""
+    if chunk[:1] == b"{":
+        try:
+            meta = parse_json(chunk)
+            n, crf, delta = int(meta["frames"]), int(meta["crf"]), bool(meta["delta"])
+            network = bool(meta.get("network", True))  # records before "network" existed always ran it
+        except (ValueError, KeyError, TypeError) as e:
+            raise BitstreamError(f"corrupted STDO segment header ({e})") from None
+    else:
+        if len(chunk) < 3 or chunk[0] > 3:
+            raise BitstreamError("corrupted STDO segment header")
+        n, end = decode_varint(chunk, 2)
+        if end != len(chunk):
+            raise BitstreamError("corrupted STDO segment header (trailing bytes)")
+        crf, network, delta = chunk[1], bool(chunk[0] & 1), bool(chunk[0] & 2)
+    if not (1 <= n <= stdo_espcn.MAX_SEGMENT_FRAMES and 0 <= crf <= 63):
+        raise BitstreamError("corrupted STDO segment (counts out of range)")
+    return n, crf, network, delta
 
 
 def packed_planes(planes: Iterable[tuple[np.ndarray, ...]]):

@@ -424,3 +424,22 @@ def test_widening_keeps_the_old_code_and_lifts_the_ceiling():
         recipe.widen(wide.state_dict(), wide_cfg, [rgb])
     with pytest.raises(ValueError, match="cannot be widened"):  # another transform width
         recipe.widen(narrow.state_dict(), replace(wide_cfg, N=24), [rgb])
+
+
+def test_the_three_splits_are_disjoint_and_adding_photos_moves_none(tmp_path):
+    """The evaluation protocol: validation = every 25th photo, the test split = a hash rule
+    on the path, training = the rest; a photo added later leaves every old photo's part."""
+    import cv2
+    import numpy as np
+
+    from ncodec.models.train.drivers import heldout_test_photos, split_photos
+
+    tile = np.full((8, 8, 3), 128, np.uint8)
+    for i in range(200):
+        cv2.imwrite(str(tmp_path / f"p{i:03d}.png"), tile)
+    train, val = split_photos(str(tmp_path))
+    test = heldout_test_photos(str(tmp_path))
+    assert len(val) == 8 and 3 <= len(test) <= 25 and len(train) + len(val) + len(test) == 200
+    assert not (set(train) & set(test)) and not (set(val) & set(test)) and not (set(train) & set(val))
+    cv2.imwrite(str(tmp_path / "z-added.png"), tile)  # sorts last: validation indices stay
+    assert set(heldout_test_photos(str(tmp_path))) - {tmp_path / "z-added.png"} == set(test)

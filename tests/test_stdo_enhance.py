@@ -20,7 +20,7 @@ from ncodec.codec.colour import planes_to_rgb
 from ncodec.codec.container import ContainerReader, pack_chunks, unpack_chunks
 from ncodec.codec.entropy import encode_symbols
 from ncodec.codec.errors import BitstreamError
-from ncodec.codec.stdo import STDO, delta_pays, packed_planes
+from ncodec.codec.stdo import STDO, delta_pays, packed_planes, parse_segment_record, segment_record
 from ncodec.models.nets.enhance import EnhanceConfig, Enhancer, IntegerEnhancer, bias_count, pack, unpack
 from ncodec.models.zoo import load_enhance
 from ncodec.video import MediaReader, decode_file, encode_file
@@ -38,6 +38,16 @@ def coded(clip):
     bits = clip.with_name("auto.bin")
     encode_file(clip, bits, "stdo", options=OPTIONS)
     return bits
+
+
+def _record(chunk: bytes) -> dict:
+    n, crf, network, delta = parse_segment_record(chunk)
+    return {"frames": n, "crf": crf, "network": network, "delta": delta}
+
+
+def _with(meta: dict, **change) -> bytes:
+    m = meta | change
+    return segment_record(m["frames"], m["crf"], m["network"], m["delta"])
 
 
 def _segments(bits):
@@ -67,7 +77,7 @@ def test_a_segment_without_update_is_base_plus_the_generic_network(clip, tmp_pat
 
     for payload in payloads:
         meta, packets, update = unpack_chunks(payload)
-        meta = json.loads(meta)
+        meta = _record(meta)
         assert meta["delta"] is False and update == b""
         _, inner = STDO._layout(header, meta["frames"])
         planes = packed_planes(base.decode_planes((("VPKT", c) for c in unpack_chunks(packets)), inner))
@@ -85,8 +95,8 @@ def test_a_segment_without_the_network_decodes_as_its_base_codec_alone(coded):
     base, _ = STDO._layout(header)
     for payload in payloads:
         meta, packets, _ = unpack_chunks(payload)
-        meta = json.loads(meta)
-        plain = pack_chunks([json.dumps(meta | {"network": False, "delta": False}).encode(), packets, b""])
+        meta = _record(meta)
+        plain = pack_chunks([_with(meta, network=False, delta=False), packets, b""])
         ours = list(STDO.decode(iter([("SSEG", plain)]), header))
         _, inner = STDO._layout(header, meta["frames"])
         theirs = list(base.decode((("VPKT", c) for c in unpack_chunks(packets)), inner))
@@ -104,10 +114,10 @@ def test_each_segment_is_sent_the_way_that_gives_the_source_the_least_rgb_error(
     first = 0
     for payload in payloads:
         meta, packets, _ = unpack_chunks(payload)
-        meta = json.loads(meta)
+        meta = _record(meta)
         errors = {}
         for network in (False, True):
-            variant = pack_chunks([json.dumps(meta | {"network": network}).encode(), packets, b""])
+            variant = pack_chunks([_with(meta, network=network), packets, b""])
             frames = STDO.decode(iter([("SSEG", variant)]), header)
             errors[network] = sum(float(np.sum((f.astype(np.int64) - s) ** 2)) for f, s in zip(frames, source[first:]))
         assert meta["network"] == (errors[True] < errors[False]), errors
@@ -127,8 +137,8 @@ def test_a_sent_update_changes_the_decoded_frames(coded):
     header, payloads = _segments(coded)
     model = load_enhance()
     for payload in payloads:
-        meta = json.loads(unpack_chunks(payload)[0])
-        stripped = pack_chunks([json.dumps(meta | {"delta": False}).encode(), unpack_chunks(payload)[1], b""])
+        meta = _record(unpack_chunks(payload)[0])
+        stripped = pack_chunks([_with(meta, delta=False), unpack_chunks(payload)[1], b""])
         a = list(STDO.decode(iter([("SSEG", payload)]), header))
         b = list(STDO.decode(iter([("SSEG", stripped)]), header))
         assert len(a) == len(b) == meta["frames"]
@@ -140,16 +150,24 @@ def test_corrupted_updates_raise_bitstream_error(coded):
     header, payloads = _segments(coded)
     meta, packets, _ = unpack_chunks(payloads[0])
     n = bias_count(load_enhance().cfg)
-    with_delta = json.dumps(json.loads(meta) | {"delta": True}).encode()
+    record = _record(meta)
+    with_delta = _with(record, delta=True)
     bad = [
         pack_chunks([with_delta, packets, b"\x05garbage"]),
         pack_chunks([with_delta, packets, encode_symbols(np.full(n, 1 << 20))]),  # beyond the update's range
-        pack_chunks([json.dumps(json.loads(meta) | {"delta": False}).encode(), packets, b"\x01\x02"]),
-        pack_chunks([json.dumps(json.loads(meta) | {"crf": 99}).encode(), packets, b""]),
+        pack_chunks([_with(record, delta=False), packets, b"\x01\x02"]),
+        pack_chunks([_with(record, crf=99), packets, b""]),
+        pack_chunks([_with(record, frames=0), packets, b""]),
+        pack_chunks([_with(record, network=False, delta=True), packets, b"\x01"]),
+        pack_chunks([bytes([4]) + meta[1:], packets, b""]),  # a flag bit the format does not define
+        pack_chunks([meta + b"\x00", packets, b""]),  # trailing bytes
+        pack_chunks([meta[:2], packets, b""]),  # no frame count
+        pack_chunks([b"", packets, b""]),
+        pack_chunks([meta, packets]),
+        # the JSON records of files before release 1.1.0 are checked as strictly
         pack_chunks([b'{"frames": 0, "crf": 30, "network": true, "delta": false}', packets, b""]),
         pack_chunks([b'{"frames": 3, "crf": 30, "network": true}', packets, b""]),  # no delta flag
-        pack_chunks([json.dumps(json.loads(meta) | {"network": False, "delta": True}).encode(), packets, b"\x01"]),
-        pack_chunks([meta, packets]),
+        pack_chunks([b'{"frames": 3, "crf": 99, "network": true, "delta": false}', packets, b""]),
     ]
     for payload in bad:
         with pytest.raises(BitstreamError):

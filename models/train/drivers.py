@@ -1,11 +1,15 @@
 """The ``ncodec train MODEL ...`` drivers: load the photos, run a recipe, write the
 weights and their model card through the zoo (fp16; the MLIC codec's large tensors int8).
 
-Photos are read with OpenCV as 8-bit RGB (grayscale expanded, alpha dropped); every 25th
-photo of the sorted folder is held out for validation."""
+Photos are read with OpenCV as 8-bit RGB (grayscale expanded, alpha dropped). Three
+parts (docs/BENCHMARKS.md, "Evaluation protocol"): every 25th photo of the sorted folder
+is held out for validation (which may steer any choice); of the rest, about one in twenty,
+chosen by a hash of its path, is the test split, which no training run or choice reads and
+which is only ever reported; training reads what is left."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -188,12 +192,29 @@ def json_lines(progress: bool):
     return report
 
 
+# The test split's rule, fixed on 2026-12-07: a photo is a test photo when the first byte
+# of SHA-256("ncodec test split 1:" + its path under the data folder) is below 13 (about
+# one in twenty). A hash of the path, not a position, so adding photos moves none.
+TEST_SPLIT_KEY = "ncodec test split 1:"
+
+
+def _in_test_split(root: Path, path: Path) -> bool:
+    return hashlib.sha256((TEST_SPLIT_KEY + path.relative_to(root).as_posix()).encode()).digest()[0] < 13
+
+
 def split_photos(data: str) -> tuple[list[Path], list[Path]]:
-    """Training and validation photos: every 25th is held out (fixed), for validation curves."""
+    """Training and validation photos: every 25th is held out (fixed), for validation
+    curves; the test split (heldout_test_photos) is in neither."""
     files = photo_files(data)
     val_files = files[::25]
-    train_files = [f for i, f in enumerate(files) if i % 25] or files  # one photo: it serves both
-    return train_files, val_files
+    train_files = [f for i, f in enumerate(files) if i % 25 and not _in_test_split(Path(data), f)]
+    return train_files or files, val_files  # a folder of one photo: it serves both
+
+
+def heldout_test_photos(data: str) -> list[Path]:
+    """The test split of ``data``: photos no training run or choice reads, only reported."""
+    files = photo_files(data)
+    return [f for i, f in enumerate(files) if i % 25 and _in_test_split(Path(data), f)]
 
 
 def centre_crop(rgb, size: int):

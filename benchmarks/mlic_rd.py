@@ -7,7 +7,8 @@ from the model card.
     python benchmarks/mlic_rd.py --data ../shared/data --out docs/bench/mlic [--update-card]
     python benchmarks/mlic_rd.py --per-image webp     # Set14 picture by picture
     python benchmarks/mlic_rd.py --refine-curve 100   # RD curves with --refine 100 beside the plain ones
-    python benchmarks/mlic_rd.py --protocol --out docs/bench/mlic_protocol   # the evaluation protocol's tables
+    python benchmarks/mlic_rd.py --protocol 0 --out docs/bench/mlic_protocol   # the evaluation protocol's tables
+    python benchmarks/mlic_rd.py --protocol 100 --every 4 --out docs/bench/mlic_protocol   # and refined, a quarter
 
 Held-out photos: the last ten of the training recipe's validation split
 (models/train/drivers.split_photos), centre-cropped to at most 768x512 so that the float64
@@ -177,28 +178,32 @@ def refine_curves(data: Path, out: Path, steps: int, sets: list[str]) -> None:
             print(table + "\n".join(lines))
 
 
-PROTOCOL_CODECS = ["jpeg", "webp", "x265", "av1:preset=4", "mlic", "mlic:refine=100"]
+PROTOCOL_PEERS = ["jpeg", "webp", "x265", "av1:preset=4"]
 
 
-def protocol(data: Path, out: Path) -> None:
-    """The evaluation protocol's tables: the test split and Set14, every peer and mlic with
-    and without refinement in one run per set, BD-rate of both mlic rows against each peer."""
-    peers = PROTOCOL_CODECS[:4]
+def protocol(data: Path, out: Path, refine: int, every: int) -> None:
+    """The evaluation protocol's tables: the test split (every ``every``-th photo of it) and,
+    on the whole split, Set14; every peer and mlic (with ``--refine`` too when ``refine`` > 0)
+    in one run per set, BD-rate of mlic against each peer."""
+    peers = PROTOCOL_PEERS
+    codecs = peers + ["mlic"] + ([f"mlic:refine={refine}"] if refine else [])
     summary = ["| set | codec | " + " | ".join(peers) + " |", "|---|---|" + "---:|" * len(peers)]
     with tempfile.TemporaryDirectory(prefix="ncodec-mlic-") as tmp:
-        sets = {
-            "test": cropped_folder(heldout_test_photos(str(data / "train")), Path(tmp)),
-            "set14": data / "eval/sr/Set14",
-        }
+        test = heldout_test_photos(str(data / "train"))[::every]
+        sets = {"test" if every == 1 else f"test_every{every}": cropped_folder(test, Path(tmp))}
+        if every == 1:
+            sets["set14"] = data / "eval/sr/Set14"
         for name, folder in sets.items():
-            command = f"python benchmarks/mlic_rd.py --data {data} --protocol --out {out}"
-            table = bench.run(folder, PROTOCOL_CODECS, points=4, out_dir=out / name, command=command, progress=True)
+            command = f"python benchmarks/mlic_rd.py --data {data} --protocol {refine} --every {every} --out {out}"
+            table = bench.run(folder, codecs, points=4, out_dir=out / name, command=command, progress=True)
             result = json.loads((out / name / "results.json").read_text())
             rows = result["rows"]
-            curve = {c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
-                     for c in {r["codec"] for r in rows}}
+            curve = {
+                c: ([r["bpp"] for r in rows if r["codec"] == c], [r["psnr"] for r in rows if r["codec"] == c])
+                for c in {r["codec"] for r in rows}
+            }
             bd = {}
-            for codec in PROTOCOL_CODECS[4:]:
+            for codec in codecs[len(peers) :]:
                 bd[codec] = {}
                 for peer in peers:
                     try:
@@ -213,13 +218,14 @@ def protocol(data: Path, out: Path) -> None:
             (out / name / "results.json").write_text(json.dumps(result | {"bd_rate_vs_peers": bd}, indent=2))
             print(table)
     lines = [
-        f"Date: {datetime.date.today().isoformat()}. Reproduce: `python benchmarks/mlic_rd.py --protocol --out {out}`",
+        f"Date: {datetime.date.today().isoformat()}. "
+        f"Reproduce: `python benchmarks/mlic_rd.py --protocol {refine} --every {every} --out {out}`",
         "",
         "BD-rate (PSNR-RGB) of mlic against each peer; negative = mlic needs fewer bits:",
         "",
         *summary,
     ]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / ("summary.md" if every == 1 else f"summary_every{every}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -239,12 +245,18 @@ def main() -> None:
         help="only the RD curves with and without --refine STEPS (into SET_refineSTEPS/)",
     )
     ap.add_argument("--sets", default="set14,heldout", help="--refine-curve: which sets (default set14,heldout)")
-    ap.add_argument("--protocol", action="store_true", help="only the test split's and Set14's tables")
+    ap.add_argument(
+        "--protocol",
+        type=int,
+        metavar="REFINE",
+        help="only the test split's and Set14's tables, with a --refine REFINE row unless 0",
+    )
+    ap.add_argument("--every", type=int, default=1, help="--protocol: every K-th photo of the test split only")
     args = ap.parse_args()
     data, out = Path(args.data), Path(args.out)
-    if args.protocol:
+    if args.protocol is not None:
         out.mkdir(parents=True, exist_ok=True)
-        protocol(data, out)
+        protocol(data, out, args.protocol, args.every)
         return
     if args.refine_curve:
         refine_curves(data, out, args.refine_curve, args.sets.split(","))

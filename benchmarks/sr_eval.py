@@ -6,6 +6,10 @@ LR inputs are made exactly like the training data (models/train_espcn.make_pair:
 antialiased bicubic a=-0.5 in RGB, rounded to uint8, then Y).
 
     python benchmarks/sr_eval.py --data ../shared/data/eval/sr --out docs/bench/sr --update-cards
+    python benchmarks/sr_eval.py --test-split ../shared/data/train --out docs/bench/sr_test   # the test split too
+
+The test split (models/train/drivers.heldout_test_photos) is reported beside Set5 and
+Set14, on which the shipped x3/x4 weights were picked.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import torch
 
 from ncodec.models.nets.espcn import FastESPCN, bicubic_resize
-from ncodec.models.train.drivers import photo_files
+from ncodec.models.train.drivers import heldout_test_photos, photo_files
 from ncodec.models.train.espcn import make_pair, psnr_y
 from ncodec.models.upscaler import compiled
 from ncodec.models.zoo import card_path, espcn_name, load_espcn, weights_path
@@ -40,7 +44,7 @@ def shipped_path(model: FastESPCN, compiled_graph: bool):
 
 
 @torch.inference_mode()
-def evaluate(data: Path, scale: int, sets: list[str]) -> dict:
+def evaluate(scale: int, sets: dict[str, list[Path]]) -> dict:
     fp32 = load_espcn(scale)
     fast = FastESPCN(fp32, "bf16", "studio").to(memory_format=torch.channels_last)
     variants = {
@@ -49,9 +53,9 @@ def evaluate(data: Path, scale: int, sets: list[str]) -> dict:
         "espcn_bf16_compiled": shipped_path(fast, True),
     }
     out = {}
-    for name in sets:
+    for name, files in sets.items():
         rows = {"bicubic": []} | {k: [] for k in variants}
-        for f in photo_files(data / name):
+        for f in files:
             pair = make_pair(read_image(f)[0], scale)
             lr = pair.lr[None]
             rows["bicubic"].append(psnr_y(bicubic_resize(lr, scale)[0], pair.hr, scale))
@@ -67,12 +71,17 @@ def main() -> None:
     ap.add_argument("--out", default="docs/bench/sr")
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--update-cards", action="store_true", help="write the scores into the model cards")
+    ap.add_argument("--test-split", metavar="TRAIN_DIR", help="also the test split of this training folder")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    sets = ["Set5", "Set14"]
-    results = {int(s): evaluate(Path(args.data), int(s), sets) for s in args.scales.split(",")}
+    sets = {name: photo_files(str(Path(args.data) / name)) for name in ("Set5", "Set14")}
+    if args.test_split:
+        sets["test split"] = heldout_test_photos(args.test_split)
+    results = {int(s): evaluate(int(s), sets) for s in args.scales.split(",")}
+    again = f" --test-split {args.test_split}" if args.test_split else ""
     lines = [
-        f"Date: {datetime.date.today().isoformat()}. Reproduce: `python benchmarks/sr_eval.py --data {args.data}`",
+        f"Date: {datetime.date.today().isoformat()}. "
+        f"Reproduce: `python benchmarks/sr_eval.py --data {args.data}{again} --out {args.out}`",
         "",
         "| scale | set | bicubic | ESPCN (fp32) | gain | ESPCN (bf16) | bf16 cost | bf16 compiled | cost |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -109,16 +109,22 @@ def _named_errors(image: gr.Image) -> gr.Image:
     return image
 
 
+def _read_upload(path: str | None, read, missing: str, what: str):
+    """``read(path)`` of an upload, failing with ``missing`` when there is none and naming the
+    upload (never its server path) when ``read`` cannot make sense of it."""
+    if not path:
+        _fail(missing)
+    try:
+        return read(path)
+    except NcodecError as e:
+        _fail(f"{Path(path).name} is not {what} ncodec can read ({e})", [path])
+
+
 def _media(path: str | None, kind: str | None = None):
     """MediaInfo of an upload, refusing what is missing, not media, of the wrong kind or too large."""
     from ncodec.video import probe
 
-    if not path:
-        _fail("upload a file first")
-    try:
-        info = probe(path)
-    except NcodecError as e:
-        _fail(f"{Path(path).name} is not an image or video ncodec can read ({e})", [path])
+    info = _read_upload(path, probe, "upload a file first", "an image or video")
     if kind == "image" and not info.is_image:
         _fail(f"{Path(path).name} is a video; this tab takes a photo")
     if kind == "video" and info.is_image:
@@ -137,12 +143,7 @@ def _bitstream(path: str | None) -> dict:
     """What ``describe`` says of an uploaded .bin, refusing what is missing or not an ncodec bitstream."""
     from ncodec.video import describe
 
-    if not path:
-        _fail("upload a .bin file first")
-    try:
-        info = describe(path)
-    except NcodecError as e:
-        _fail(f"{Path(path).name} is not an ncodec bitstream ncodec can read ({e})", [path])
+    info = _read_upload(path, describe, "upload a .bin file first", "an ncodec bitstream")
     if info.get("kind") != "ncodec bitstream":
         _fail(f"{Path(path).name} is not an ncodec bitstream")
     return info

@@ -165,11 +165,12 @@ class STDOCodec(SegmentedCodec):
         """The base codec and the header of the base stream (of ``frames`` frames)."""
         p = header.params
         base = BASES.get(str(p.get("base")))
+        if base is None:
+            raise BitstreamError("STDO parameters are corrupted (base layer)")
         # files before release 1.1.0 carry the base codec's parameters; since then the base
-        # stream is always 4:2:0 at the picture's coded size, which the base codec derives
-        geometry = {"coded_size": [base._coded(header.width), base._coded(header.height)]} if base else None
-        params = p.get("base_params", geometry)
-        if base is None or not isinstance(params, dict):
+        # stream is 4:2:0 at the coded size the base codec derives from the picture's
+        params = p.get("base_params", base.params(header.width, header.height, header.fps, {}))
+        if not isinstance(params, dict):
             raise BitstreamError("STDO parameters are corrupted (base layer)")
         n = header.frame_count if frames is None else frames
         inner = StreamHeader(base.tag, header.width, header.height, header.fps, n, header.colour, params=params)
@@ -233,7 +234,7 @@ class STDOCodec(SegmentedCodec):
             inner.fps,
             len(rgb),
             inner.colour,
-            params=inner.params | {"crf": crf, "pix_fmt": "yuv420p", "preset": preset},
+            params=inner.params | {"crf": crf, "preset": preset},
         )
         sections = list(base.encode(iter(rgb), header))
         return sections, packed_planes(base.decode_planes(iter(sections), header))

@@ -315,6 +315,8 @@ def _train(args, command: str) -> int:
             steps=args.steps,
             channels=args.channels,
             layers=args.layers,
+            quarter=args.quarter,
+            scale=args.scale or 1,
             frames=args.frames,
             passes=args.passes,
             crop=args.crop or 48,
@@ -597,10 +599,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="enhance: the base encoder's preset (default: its own)")
     t.add_argument("--channels", type=int, default=24, help="enhance: network width (default 24)")
     t.add_argument("--layers", type=int, default=6, help="enhance: convolutions (default 6)")
+    t.add_argument(
+        "--quarter",
+        type=int,
+        default=0,
+        help="enhance: convolutions of a U-Net body at quarter resolution, its down and up ones included "
+        "(default 0: a plain stack)",
+    )
     t.add_argument("--frames", type=int, default=10, help="enhance: frames per coded pan (default 10)")
     t.add_argument("--passes", type=int, default=2, help="enhance: pans per training photo (default 2)")
     t.add_argument("--steps", type=int, help="stop after this many steps (default: the time budget)")
-    t.add_argument("--scale", type=int, help="espcn: upscaling factor, 2, 3 or 4")
+    t.add_argument(
+        "--scale",
+        type=int,
+        help="espcn: upscaling factor, 2, 3 or 4; enhance: 2 restores and upscales a base layer coded at half size",
+    )
     t.add_argument(
         "--config",
         default="small",

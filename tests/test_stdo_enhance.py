@@ -21,7 +21,15 @@ from ncodec.codec.container import ContainerReader, pack_chunks, unpack_chunks
 from ncodec.codec.entropy import encode_symbols
 from ncodec.codec.errors import BitstreamError
 from ncodec.codec.stdo import STDO, delta_pays, packed_planes, parse_segment_record, segment_record
-from ncodec.models.nets.enhance import EnhanceConfig, Enhancer, IntegerEnhancer, bias_count, pack, unpack
+from ncodec.models.nets.enhance import (
+    EnhanceConfig,
+    Enhancer,
+    IntegerEnhancer,
+    bias_count,
+    pack,
+    unpack,
+    upsample,
+)
 from ncodec.models.zoo import load_enhance
 from ncodec.video import MediaReader, decode_file, encode_file
 
@@ -184,12 +192,19 @@ def test_a_file_naming_weights_this_release_lacks_says_which(coded):
         list(STDO.decode(iter(("SSEG", p) for p in payloads), header))
 
 
-def test_integer_network_follows_its_quantised_float_form():
+@pytest.mark.parametrize(
+    "cfg",
+    [EnhanceConfig(8, 3), EnhanceConfig(8, 6, quarter=3), EnhanceConfig(8, 6, quarter=3, scale=2)],
+    ids=["plain", "unet", "unet-x2"],
+)
+def test_integer_network_follows_its_quantised_float_form(cfg):
+    """Also at odd sides (21 rows at half resolution), where the U-Net's way back up has
+    one row more than its skip."""
     torch.manual_seed(0)
-    model = Enhancer(EnhanceConfig(8, 3))
+    model = Enhancer(cfg)
     for conv in model.convs:
         torch.nn.init.normal_(conv.weight, std=0.1)
-    planes = (torch.rand(2, 6, 20, 24) * 255).round()
+    planes = (torch.rand(2, 6, 21, 24) * 255).round()
     model.calibrate(planes, torch.tensor([30.0, 30.0]))
     model.quantised = True
     with torch.no_grad():
@@ -197,6 +212,21 @@ def test_integer_network_follows_its_quantised_float_form():
     int_out = IntegerEnhancer(model)(planes.to(torch.uint8), 30).float()
     assert (float_out - int_out).abs().max() <= 1
     assert (float_out != int_out).float().mean() < 0.01
+
+
+def test_the_x2_networks_fixed_upsampling_is_bilinear_and_exact():
+    """What a scale-2 network adds its corrections to: each plane twice as large by the
+    bilinear filter (edges repeated), in integers; the untrained network gives exactly it."""
+    y, u, v = torch.randint(0, 256, (2, 10, 14)), torch.randint(0, 256, (2, 5, 7)), torch.randint(0, 256, (2, 5, 7))
+    planes = pack(y, u, v).to(torch.uint8)
+    up = upsample(planes, 2)
+    for got, plane in zip(unpack(up), (y, u, v)):
+        want = torch.nn.functional.interpolate(plane[:, None].double(), scale_factor=2, mode="bilinear")[:, 0]
+        assert got.shape == want.shape and torch.equal(got.long(), torch.round(want).long())
+    model = Enhancer(EnhanceConfig(8, 3, scale=2))
+    model.calibrate(planes.float(), torch.tensor([30.0, 30.0]))
+    model.quantised = True
+    assert torch.equal(IntegerEnhancer(model)(planes, 30), up)
 
 
 def test_pack_and_unpack_are_inverse():
@@ -277,3 +307,29 @@ def test_train_enhance_writes_weights_the_codec_can_load(tmp_path):
     assert model.quantised and bias_count(model.cfg) == 126
     assert_one_line_error(run("train", "enhance", "--data", data, "--out", out, "--frames", "1"), 2, "--frames")
     assert_one_line_error(run("train", "enhance", "--data", data, "--out", out, "--channels", "500"), 2, "overflow")
+
+
+def test_train_enhance_x2_unet_writes_a_network_that_upscales(tmp_path):
+    """--scale 2 pairs pans coded at half size with their full-size source; --quarter gives
+    the U-Net body. The weights load with their config and the network doubles the size."""
+    import shutil
+
+    from helpers import SAMPLES, assert_one_line_error, run
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for name in ("astronaut.png", "coffee.png"):
+        shutil.copy(SAMPLES / name, data / name)
+    out = tmp_path / "x2.safetensors"
+    args = ["train", "enhance", "--data", data, "--out", out, "--passes", "1", "--frames", "3", "--crop", "24"]
+    proc = run(*args, "--steps", "4", "--scale", "2", "--layers", "6", "--quarter", "3", "--channels", "8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["config"] == {"channels": 8, "layers": 6, "quarter": 3, "scale": 2}
+    assert "coded at 1/2 size" in card["model"]
+    model = load_enhance(path=out)
+    assert model.cfg == EnhanceConfig(8, 6, quarter=3, scale=2)
+    planes = torch.randint(0, 256, (1, 6, 12, 16), dtype=torch.uint8)
+    assert IntegerEnhancer(model)(planes, 40).shape == (1, 6, 24, 32)
+    assert_one_line_error(run(*args, "--scale", "3"), 2, "--scale")
+    assert_one_line_error(run(*args, "--quarter", "4"), 2, "U-Net")

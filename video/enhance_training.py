@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ncodec.codec import Colour, StreamHeader, get
 from ncodec.codec.stdo import packed_planes, source_planes
+from ncodec.codec.stdo_espcn import downscale
 from ncodec.models.nets.enhance import EnhanceConfig
 from ncodec.models.train import enhance as recipe
 from ncodec.models.train.drivers import (
@@ -57,8 +58,12 @@ def pan(rgb: np.ndarray, width: int, height: int, frames: int, rng: np.random.Ge
     return out
 
 
-def coded_clip(rgb: list[np.ndarray], base: str, crf: int, preset: str | None) -> recipe.Clip:
-    """The frames coded by ``base`` at ``crf`` and decoded: a training pair (even sizes)."""
+def coded_clip(rgb: list[np.ndarray], base: str, crf: int, preset: str | None, scale: int = 1) -> recipe.Clip:
+    """The frames coded by ``base`` at ``crf`` (downscaled by ``scale`` first, as the codec
+    does) and decoded: a training pair (sides multiples of 2 * scale)."""
+    source = source_planes(rgb, UNTAGGED)
+    if scale > 1:
+        rgb = downscale(rgb, scale)[1]
     codec = get(base)
     h, w = rgb[0].shape[:2]
     header = StreamHeader(
@@ -72,22 +77,31 @@ def coded_clip(rgb: list[np.ndarray], base: str, crf: int, preset: str | None) -
     )
     sections = list(codec.encode(iter(rgb), header))
     decoded = packed_planes(codec.decode_planes(iter(sections), header))
-    return recipe.Clip(decoded=decoded, source=source_planes(rgb, UNTAGGED), crf=crf)
+    return recipe.Clip(decoded=decoded, source=source, crf=crf)
 
 
 def make_clips(
-    photos: list[np.ndarray], base: str, preset: str | None, frames: int, crfs, seed: int, progress: bool, desc: str
+    photos: list[np.ndarray],
+    base: str,
+    preset: str | None,
+    frames: int,
+    crfs,
+    seed: int,
+    progress: bool,
+    desc: str,
+    scale: int = 1,
 ) -> list[recipe.Clip]:
-    """One pan per photo, at most 320x256 (even sides), coded at ``crfs[i]``."""
+    """One pan per photo, at most 320x256 (sides multiples of 2 * scale), coded at ``crfs[i]``."""
     rng = np.random.default_rng(seed)
     clips = []
+    m = 2 * scale
     for rgb, crf in tqdm(list(zip(photos, crfs)), desc=desc, unit="clip", file=sys.stderr, disable=not progress):
         h, w = rgb.shape[:2]
         if min(h, w) < 64:
             continue
-        width = int(rng.integers(min(w, 128) // 2, min(w, 320) // 2 + 1)) * 2
-        height = int(rng.integers(min(h, 96) // 2, min(h, 256) // 2 + 1)) * 2
-        clips.append(coded_clip(pan(rgb, width, height, frames, rng), base, int(crf), preset))
+        width = int(rng.integers(min(w, 128) // m, min(w, 320) // m + 1)) * m
+        height = int(rng.integers(min(h, 96) // m, min(h, 256) // m + 1)) * m
+        clips.append(coded_clip(pan(rgb, width, height, frames, rng), base, int(crf), preset, scale))
     return clips
 
 
@@ -101,6 +115,8 @@ def train_enhance(
     steps: int | None = None,
     channels: int = 24,
     layers: int = 6,
+    quarter: int = 0,
+    scale: int = 1,
     frames: int = 10,
     passes: int = 2,
     crop: int = 48,
@@ -123,8 +139,10 @@ def train_enhance(
         raise TrainingUsageError(f"--base must be one of {', '.join(BASES)}")
     if not 2 <= frames <= 64 or not 1 <= passes <= 16:
         raise TrainingUsageError("--frames must be in 2..64 and --passes in 1..16")
+    if scale not in (1, 2):
+        raise TrainingUsageError("--scale for enhance must be 1 or 2")
     try:
-        model_cfg = EnhanceConfig(channels, layers)
+        model_cfg = EnhanceConfig(channels, layers, quarter, scale)
     except ValueError as e:
         raise TrainingUsageError(str(e)) from None
     init_state = load_init(init)
@@ -133,10 +151,10 @@ def train_enhance(
     low, high = CRF_RANGE[base]
     train_photos = [read_photo(f) for f in train_files] * passes
     crfs = rng.integers(low, high + 1, len(train_photos))
-    clips = make_clips(train_photos, base, preset, frames, crfs, seed, progress, f"code pans ({base})")
+    clips = make_clips(train_photos, base, preset, frames, crfs, seed, progress, f"code pans ({base})", scale)
     val_photos = [read_photo(f) for f in val_files]
     val_crfs = [VAL_CRFS[base][i % 4] for i in range(len(val_photos))]
-    val = make_clips(val_photos, base, preset, frames, val_crfs, seed + 1, progress, "validation pans")
+    val = make_clips(val_photos, base, preset, frames, val_crfs, seed + 1, progress, "validation pans", scale)
     if not clips or not val:
         raise TrainingError(f"{data}: no photo is at least 64 px on its short side")
     cfg = recipe.EnhanceTrainConfig(minutes=minutes, steps=steps, crop=crop, batch=batch, seed=seed, threads=threads)
@@ -160,7 +178,7 @@ def train_enhance(
     final = recipe.validate(model, val)
     card = model_card(
         "enhancement network of the STDO video codec (models/nets/enhance.py): restores 4:2:0 frames "
-        f"decoded from {base}",
+        f"decoded from {base}" + (f", coded at 1/{scale} size, and upscales them" if scale > 1 else ""),
         model,
         state,
         {

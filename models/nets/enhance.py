@@ -9,6 +9,19 @@ full-resolution network of the same width, and a receptive field twice as wide i
 pixels), and its last layer, initialised to zero, predicts a correction added to the six
 planes: the untrained network is the identity.
 
+With ``quarter`` > 0 the middle of the stack is a small U-Net: a stride-2 convolution
+takes the first layer's features to quarter resolution at twice the width, ``quarter``
+- 2 convolutions work there, a 1x1 convolution and a pixel shuffle bring them back, and
+they are concatenated with the first layer's features (the skip) before the remaining
+half-resolution layers. A quarter-resolution layer of twice the width costs what a
+half-resolution one does, with four times the parameters and twice the reach.
+
+With ``scale`` 2 the network restores and upscales a base layer coded at half the
+picture's size: its last layer gives four corrections per position, pixel-shuffled to
+the planes of the full-size picture, and they are added to the decoded planes upsampled
+by a fixed bilinear filter (exact in integers). It works at a quarter of the output's
+positions, so the same decoding time buys four times the width.
+
 Fixed arithmetic. The decoder must give the same pixels on every machine, so inference
 runs in integers carried in float32 (``IntegerEnhancer``): weights are int8 per output
 channel, activations uint8 with a per-layer step, and every convolution sum is an
@@ -42,16 +55,75 @@ DELTA_STEP = 2.0**-12  # grid of a segment's bias update (a power of two: exact 
 class EnhanceConfig:
     channels: int = 32
     layers: int = 6  # convolutions, the input and output ones included
+    quarter: int = 0  # convolutions of the U-Net body, its down and up ones included (0: none)
+    scale: int = 1  # 2: restores and upscales a base layer coded at half size
 
     def __post_init__(self):
         if self.layers < 2 or self.channels < 1:
             raise ValueError("an enhancer has at least two layers and one channel")
-        widest = max(self.channels, PLANES + 1)
+        if self.scale not in (1, 2):
+            raise ValueError("an enhancer's scale is 1 or 2")
+        if self.quarter and not (2 <= self.quarter <= self.layers - 3):
+            raise ValueError("a U-Net body has 2 or more convolutions and leaves 3 at half resolution")
+        widest = max(c.inputs for c in conv_plan(self))
         if 9 * widest * WEIGHT_LEVELS * ACT_LEVELS >= EXACT_LIMIT:
             raise ValueError(f"{self.channels} channels overflow exact float32 sums")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        # weights before "quarter" and "scale" existed have neither: write them only where they are not 1 or 0
+        return {k: v for k, v in asdict(self).items() if k not in ("quarter", "scale") or v not in (0, 1)}
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution of the network, in the order they run."""
+
+    inputs: int
+    outputs: int
+    kernel: int = 3
+    stride: int = 1
+    shuffle: bool = False  # a pixel shuffle by 2 follows (the U-Net's way back up)
+    skip: bool = False  # the first layer's features are concatenated before it
+
+
+def conv_plan(cfg: EnhanceConfig) -> list[ConvSpec]:
+    c, q = cfg.channels, cfg.quarter
+    out = ConvSpec(c, PLANES * cfg.scale**2, shuffle=cfg.scale > 1)
+    if not q:
+        return [ConvSpec(PLANES + 1, c)] + [ConvSpec(c, c)] * (cfg.layers - 2) + [out]
+    half = cfg.layers - 1 - q  # after the skip: 2c -> c, c -> c ..., c -> 6
+    return (
+        [ConvSpec(PLANES + 1, c), ConvSpec(c, 2 * c, stride=2)]
+        + [ConvSpec(2 * c, 2 * c)] * (q - 2)
+        + [ConvSpec(2 * c, 4 * c, kernel=1, shuffle=True)]
+        + [ConvSpec(2 * c, c, skip=True)]
+        + [ConvSpec(c, c)] * (half - 2)
+        + [out]
+    )
+
+
+def run_plan(plan: list[ConvSpec], x: torch.Tensor, conv, activate) -> torch.Tensor:
+    """Walk the network: ``conv(i, x)`` applies convolution i, ``activate(i, x)`` the
+    activation after hidden layer i. The float, calibrating and integer forms share it."""
+    h, w = x.shape[-2:]
+    skip = None
+    for i, spec in enumerate(plan):
+        if spec.skip:
+            x = torch.cat([skip, x[..., :h, :w]], 1)  # odd sides: the way up gives one row/column more
+        x = conv(i, x)
+        if i < len(plan) - 1:
+            x = activate(i, x)
+        if spec.shuffle:
+            x = F.pixel_shuffle(x, 2)
+        if i == 0:
+            skip = x
+    return x
+
+
+def shared_steps(plan: list[ConvSpec]) -> list[tuple[int, int]]:
+    """Pairs of hidden layers whose outputs are concatenated, so share one activation step
+    (the next layer's integer input has a single step)."""
+    return [(0, i - 1) for i, spec in enumerate(plan) if spec.skip]
 
 
 def pack(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -62,6 +134,25 @@ def pack(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def unpack(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inverse of :func:`pack`."""
     return F.pixel_shuffle(planes[:, :4], 2)[:, 0], planes[:, 4], planes[:, 5]
+
+
+def upsample(planes: torch.Tensor, scale: int) -> torch.Tensor:
+    """Packed planes of a picture ``scale`` times larger: each plane upsampled by the
+    bilinear filter (taps 3/4, 1/4 per axis, edges repeated), rounded. Exact and the same
+    on every machine: the sums are integers below 2^13 before one division by 16."""
+    if scale == 1:
+        return planes
+
+    def twice(x: torch.Tensor, dim: int) -> torch.Tensor:
+        dim %= x.ndim
+        padded = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+        n = x.shape[dim]
+        mid = 3 * padded.narrow(dim, 1, n)
+        even, odd = mid + padded.narrow(dim, 0, n), mid + padded.narrow(dim, 2, n)
+        return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+
+    y, u, v = (twice(twice(p.float(), -2), -1) for p in unpack(planes))
+    return torch.round(pack(y, u, v) / 16).to(planes.dtype)
 
 
 def rate_plane(planes: torch.Tensor, crf: torch.Tensor | int) -> torch.Tensor:
@@ -88,8 +179,10 @@ class Enhancer(nn.Module):
     def __init__(self, cfg: EnhanceConfig = EnhanceConfig()):
         super().__init__()
         self.cfg = cfg
-        widths = [PLANES + 1] + [cfg.channels] * (cfg.layers - 1) + [PLANES]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:]))
+        self.plan = conv_plan(cfg)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c.inputs, c.outputs, c.kernel, c.stride, padding=c.kernel // 2) for c in self.plan
+        )
         nn.init.zeros_(self.convs[-1].weight)
         nn.init.zeros_(self.convs[-1].bias)
         # activation step after each hidden layer, in input units (pixels / 255); set by calibrate()
@@ -97,27 +190,37 @@ class Enhancer(nn.Module):
         self.quantised = False
 
     def forward(self, planes: torch.Tensor, crf: torch.Tensor | int) -> torch.Tensor:
-        """N,6,h,w planes in 0..255 (float) -> restored planes, same units (not rounded)."""
-        x = torch.cat([planes, rate_plane(planes, crf)], 1) / 255
-        for i, conv in enumerate(self.convs):
-            w = conv.weight
+        """N,6,h,w planes in 0..255 (float) -> restored planes, ``scale`` times larger, same
+        units (not rounded)."""
+
+        def conv(i, x):
+            c = self.convs[i]
+            w = c.weight
             if self.quantised:
                 w = _fake_quant(w, weight_steps(w).view(-1, 1, 1, 1), -WEIGHT_LEVELS, WEIGHT_LEVELS)
-            x = F.conv2d(x, w, conv.bias, padding=1)
-            if i < len(self.convs) - 1:
-                x = F.relu(x)
-                if self.quantised:
-                    x = _fake_quant(x, self.act_step[i], 0, ACT_LEVELS)
-        return planes + 255 * x
+            return F.conv2d(x, w, c.bias, c.stride, c.padding)
+
+        def activate(i, x):
+            x = F.relu(x)
+            return _fake_quant(x, self.act_step[i], 0, ACT_LEVELS) if self.quantised else x
+
+        x = torch.cat([planes, rate_plane(planes, crf)], 1) / 255
+        return upsample(planes, self.cfg.scale) + 255 * run_plan(self.plan, x, conv, activate)
 
     @torch.no_grad()
     def calibrate(self, planes: torch.Tensor, crf: torch.Tensor, quantile: float = 0.9999) -> None:
         """Set each hidden layer's activation step from a batch: its ``quantile`` maps to 255."""
-        x = torch.cat([planes, rate_plane(planes, crf)], 1) / 255
-        for i, conv in enumerate(self.convs[:-1]):
-            x = F.relu(conv(x))
+
+        def activate(i, x):
+            x = F.relu(x)
             sample = x.flatten()[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(i))[: 1 << 20]]
             self.act_step[i] = torch.quantile(sample, quantile).clamp_min(1e-4) / ACT_LEVELS
+            return x
+
+        x = torch.cat([planes, rate_plane(planes, crf)], 1) / 255
+        run_plan(self.plan, x, lambda i, x: self.convs[i](x), activate)
+        for a, b in shared_steps(self.plan):
+            self.act_step[a] = self.act_step[b] = torch.maximum(self.act_step[a], self.act_step[b])
 
 
 class IntegerEnhancer:
@@ -128,7 +231,8 @@ class IntegerEnhancer:
         """``bias_delta``: integers in units of DELTA_STEP, one per bias of every layer in
         order (:func:`bias_count`), added to the biases: a segment's overfitted update."""
         model = model.float()
-        steps_in = [torch.tensor(1.0 / 255)] + [s for s in model.act_step]
+        self.plan, self.scale = model.plan, model.cfg.scale
+        steps_in = [torch.tensor(1.0 / 255)] + [s for s in model.act_step]  # shared where concatenated
         biases = [conv.bias.detach().clone() for conv in model.convs]
         if bias_delta is not None:
             biases = [b + d.float() * DELTA_STEP for b, d in zip(biases, bias_delta.split([len(b) for b in biases]))]
@@ -142,23 +246,28 @@ class IntegerEnhancer:
                 scale, bias = scale / model.act_step[i], bias / model.act_step[i]
             else:  # the correction, in pixel units
                 scale, bias = scale * 255, bias * 255
-            self.layers.append((w_int.contiguous(memory_format=torch.channels_last), scale, bias))
+            w_int = w_int.contiguous(memory_format=torch.channels_last)
+            self.layers.append((w_int, scale, bias, conv.stride, conv.padding))
 
     @torch.inference_mode()
     def __call__(self, planes: torch.Tensor, crf: int) -> torch.Tensor:
-        """N,6,h,w uint8 -> N,6,h,w uint8."""
+        """N,6,h,w uint8 -> N,6,h*scale,w*scale uint8."""
         base = planes.float()
-        x = torch.cat([base, rate_plane(base, crf)], 1).contiguous(memory_format=torch.channels_last)
-        for i, (w_int, scale, bias) in enumerate(self.layers):
-            x = F.conv2d(x, w_int, padding=1)  # exact: integers below 2^24
+
+        def conv(i, x):
+            w_int, scale, bias, stride, padding = self.layers[i]
+            x = F.conv2d(x.contiguous(memory_format=torch.channels_last), w_int, None, stride, padding)  # exact
             x = torch.mul(x, scale, out=x)  # then separate IEEE operations, never fused
-            x = torch.add(x, bias, out=x)
-            if i < len(self.layers) - 1:
-                x = torch.clamp(torch.round(x, out=x), 0, ACT_LEVELS, out=x)
-        x = torch.round(torch.add(x, base, out=x), out=x)
+            return torch.add(x, bias, out=x)
+
+        def activate(i, x):
+            return torch.clamp(torch.round(x, out=x), 0, ACT_LEVELS, out=x)
+
+        x = run_plan(self.plan, torch.cat([base, rate_plane(base, crf)], 1), conv, activate)
+        x = torch.round(torch.add(x, upsample(base, self.scale), out=x), out=x)
         return torch.clamp(x, 0, 255, out=x).to(torch.uint8).contiguous()
 
 
 def bias_count(cfg: EnhanceConfig) -> int:
     """How many biases the network has (the length of a bias update)."""
-    return cfg.channels * (cfg.layers - 1) + PLANES
+    return sum(c.outputs for c in conv_plan(cfg))

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..nets.enhance import DELTA_STEP, PLANE_WEIGHTS, EnhanceConfig, Enhancer, IntegerEnhancer, pack, unpack
+from ..nets.enhance import (
+    DELTA_STEP,
+    PLANE_WEIGHTS,
+    EnhanceConfig,
+    Enhancer,
+    IntegerEnhancer,
+    pack,
+    unpack,
+    upsample,
+)
 from ..nets.precision import bf16_useful
 from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
 from .samplers import area_weights
@@ -38,11 +47,16 @@ class EnhanceTrainConfig:
 
 @dataclass
 class Clip:
-    """Frames of one coded clip as packed planes (F,6,h,w uint8) and the crf it was coded at."""
+    """Frames of one coded clip as packed planes (F,6,h,w uint8), the source's (F,6,h,w, or
+    2h,2w for a base layer coded at half size) and the crf it was coded at."""
 
     decoded: torch.Tensor
     source: torch.Tensor
     crf: int
+
+    @property
+    def scale(self) -> int:
+        return self.source.shape[-1] // self.decoded.shape[-1]
 
 
 class ClipSampler:
@@ -67,7 +81,8 @@ class ClipSampler:
             h, w = clip.decoded.shape[-2:]
             y, x = int(self.rng.integers(0, h - c + 1)), int(self.rng.integers(0, w - c + 1))
             decoded.append(clip.decoded[f, :, y : y + c, x : x + c])
-            source.append(clip.source[f, :, y : y + c, x : x + c])
+            k = clip.scale
+            source.append(clip.source[f, :, k * y : k * (y + c), k * x : k * (x + c)])
             crf.append(clip.crf)
         d, s = torch.stack(decoded).float(), torch.stack(source).float()
         if self.rng.integers(0, 2):  # flips act on the picture, so unpack the luma phases first
@@ -97,7 +112,7 @@ def validate(model: Enhancer, clips: list[Clip]) -> dict:
     for clip in clips:
         d, s = clip.decoded, clip.source.float()
         restored = net(d, clip.crf).float() if net else model(d.float(), clip.crf).round().clamp(0, 255)
-        base.append(psnr_of(weighted_mse(d.float(), s).item()))
+        base.append(psnr_of(weighted_mse(upsample(d, clip.scale).float(), s).item()))
         out.append(psnr_of(weighted_mse(restored, s).item()))
     b, o = float(np.mean(base)), float(np.mean(out))
     return {"val_base_psnr": round(b, 3), "val_psnr": round(o, 3), "val_gain": round(o - b, 3)}

@@ -4,16 +4,17 @@ Rows (frames per second, 2 torch threads, best of three; the input is the first 
 of a real clip scaled to 640x360 and coded by SVT-AV1 at crf 40):
   - SVT-AV1 stream decoded by dav1d to RGB (what the base layer costs alone),
   - the enhancement network alone on packed 4:2:0 planes (IntegerEnhancer, batches of 4),
-  - the whole STDO decoder (base decode + network + YUV->RGB), through the codec registry.
+  - the whole STDO decoder (base decode + network + YUV->RGB), through the codec registry;
+  - other forms of the network (``--forms CHANNELS:LAYERS:QUARTER,...``, untrained: the
+    time does not depend on the weights), to size a successor at the same decode cost.
 
-    python benchmarks/enhance_speed.py --clip ../shared/data/eval/video/bikes.mp4
+    python benchmarks/enhance_speed.py --clip ../shared/data/eval/video/bikes.mp4 [--forms 24:7:4,20:7:4]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -25,8 +26,9 @@ import torch
 
 from ncodec.codec import Colour, StreamHeader, get
 from ncodec.codec.container import unpack_chunks
-from ncodec.codec.stdo import STDO, packed_planes
-from ncodec.models.nets.enhance import IntegerEnhancer
+from ncodec.codec.stdo import STDO, packed_planes, parse_segment_record
+from ncodec.models.nets import count_parameters
+from ncodec.models.nets.enhance import EnhanceConfig, Enhancer, IntegerEnhancer
 from ncodec.models.zoo import load_enhance
 
 WIDTH, HEIGHT = 640, 360
@@ -57,6 +59,7 @@ def main() -> int:
     p.add_argument("--clip", required=True)
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--crf", type=int, default=40)
+    p.add_argument("--forms", default="", help="more network forms to time, CHANNELS:LAYERS:QUARTER,...")
     args = p.parse_args()
     torch.set_num_threads(2)
     rgb = frames_of(args.clip, args.frames)
@@ -71,24 +74,34 @@ def main() -> int:
     options = STDO.settings({"crf": args.crf, "overfit": "off", "segment_frames": n})
     header = StreamHeader(STDO.tag, WIDTH, HEIGHT, fps, n, untagged, params=STDO.params(WIDTH, HEIGHT, fps, options))
     sections = list(STDO.encode(iter(rgb), header, {"settings": STDO.encoder_settings(options)}))
-    used = json.loads(unpack_chunks(sections[0][1])[0])["network"]
+    used = parse_segment_record(unpack_chunks(sections[0][1])[0])[2]
     planes = packed_planes(av1.decode_planes(iter(base_sections), base_header))
-    net = IntegerEnhancer(load_enhance())
+    shipped = load_enhance()
 
-    def network_alone():
-        for batch in planes.split(4):
-            net(batch, args.crf)
+    def network_alone(model):
+        net = IntegerEnhancer(model)
+        return lambda: [net(batch, args.crf) for batch in planes.split(4)]
 
     rows = [
         ("SVT-AV1 stream, dav1d decode to RGB", timed(lambda: list(av1.decode(iter(base_sections), base_header)), n)),
-        ("enhancement network alone (packed planes in and out)", timed(network_alone, n)),
+        (
+            f"enhancement network alone (packed planes in and out; {count_parameters(shipped):,} parameters)",
+            timed(network_alone(shipped), n),
+        ),
         ("STDO decoder: base + network + RGB", timed(lambda: list(STDO.decode(iter(sections), header)), n)),
     ]
+    for form in filter(None, args.forms.split(",")):
+        c, layers, quarter = (int(v) for v in form.split(":"))
+        model = Enhancer(EnhanceConfig(c, layers, quarter))
+        model.quantised = True
+        name = f"network form {c} ch, {layers} layers, {quarter} at 1/4 resolution ({count_parameters(model):,} parameters)"
+        rows.append((name, timed(network_alone(model), n)))
     print(
         f"Date: {datetime.date.today().isoformat()}. Machine: {platform.machine()}, 2 torch threads. "
         f"{n} frames of `{args.clip}` at {WIDTH}x{HEIGHT}, SVT-AV1 crf {args.crf}; the STDO "
         f"segment {'uses' if used else 'does not use'} the network.\n"
-        f"Reproduce: `python benchmarks/enhance_speed.py --clip {args.clip}`\n"
+        f"Reproduce: `python benchmarks/enhance_speed.py --clip {args.clip}"
+        + (f" --forms {args.forms}`\n" if args.forms else "`\n")
     )
     print("| decoder | fps at 640x360 | x SVT-AV1's time |")
     print("|---|---:|---:|")

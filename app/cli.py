@@ -612,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--scale",
         type=int,
-        help="espcn: upscaling factor, 2, 3 or 4; enhance: 2 restores and upscales a base layer coded at half size",
+        help="espcn: upscaling factor, 2, 3 or 4; enhance: 2, 3 or 4 restores and upscales a base layer coded at "
+        "1/scale size",
     )
     t.add_argument(
         "--config",

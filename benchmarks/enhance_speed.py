@@ -5,6 +5,8 @@ of a real clip scaled to 640x360 and coded by SVT-AV1 at crf 40):
   - SVT-AV1 stream decoded by dav1d to RGB (what the base layer costs alone),
   - the enhancement network alone on packed 4:2:0 planes (IntegerEnhancer, batches of 4),
   - the whole STDO decoder (base decode + network + YUV->RGB), through the codec registry;
+  - the same for a segment coded at half size (``--scale 2``: a 320x180 SVT-AV1 stream at
+    the same crf, restored and upscaled to 640x360 by the x2 network);
   - other forms of the network (``--forms CHANNELS:LAYERS:QUARTER,...``, untrained: the
     time does not depend on the weights), to size a successor at the same decode cost.
 
@@ -26,7 +28,7 @@ import torch
 
 from ncodec.codec import Colour, StreamHeader, get
 from ncodec.codec.container import unpack_chunks
-from ncodec.codec.stdo import STDO, packed_planes, parse_segment_record
+from ncodec.codec.stdo import PACKET_SECTION, STDO, UPSCALE_WEIGHTS, packed_planes, parse_segment_record
 from ncodec.models.nets import count_parameters
 from ncodec.models.nets.enhance import EnhanceConfig, Enhancer, IntegerEnhancer
 from ncodec.models.zoo import load_enhance
@@ -71,16 +73,25 @@ def main() -> int:
         av1.tag, WIDTH, HEIGHT, fps, n, untagged, params=av1.params(WIDTH, HEIGHT, fps, {"crf": args.crf})
     )
     base_sections = list(av1.encode(iter(rgb), base_header))
-    options = STDO.settings({"crf": args.crf, "overfit": "off", "segment_frames": n})
+    options = STDO.settings({"crf": args.crf, "overfit": "off", "segment_frames": n, "scale": 1})
     header = StreamHeader(STDO.tag, WIDTH, HEIGHT, fps, n, untagged, params=STDO.params(WIDTH, HEIGHT, fps, options))
     sections = list(STDO.encode(iter(rgb), header, {"settings": STDO.encoder_settings(options)}))
-    used = parse_segment_record(unpack_chunks(sections[0][1])[0])[2]
+    used = parse_segment_record(unpack_chunks(sections[0][1])[0]).network
     planes = packed_planes(av1.decode_planes(iter(base_sections), base_header))
     shipped = load_enhance()
+    options_x2 = options | {"scale": 2}
+    header_x2 = StreamHeader(
+        STDO.tag, WIDTH, HEIGHT, fps, n, untagged, params=STDO.params(WIDTH, HEIGHT, fps, options_x2)
+    )
+    sections_x2 = list(STDO.encode(iter(rgb), header_x2, {"settings": STDO.encoder_settings(options_x2)}))
+    record_x2, stream_x2, _ = unpack_chunks(sections_x2[0][1])
+    lr_header = STDO._layout(header_x2, n, 2)[1]
+    planes_x2 = packed_planes(av1.decode_planes(((PACKET_SECTION, c) for c in unpack_chunks(stream_x2)), lr_header))
+    upscaler = load_enhance(UPSCALE_WEIGHTS)
 
-    def network_alone(model):
+    def network_alone(model, inputs=planes):
         net = IntegerEnhancer(model)
-        return lambda: [net(batch, args.crf) for batch in planes.split(4)]
+        return lambda: [net(batch, args.crf) for batch in inputs.split(4)]
 
     rows = [
         ("SVT-AV1 stream, dav1d decode to RGB", timed(lambda: list(av1.decode(iter(base_sections), base_header)), n)),
@@ -89,6 +100,16 @@ def main() -> int:
             timed(network_alone(shipped), n),
         ),
         ("STDO decoder: base + network + RGB", timed(lambda: list(STDO.decode(iter(sections), header)), n)),
+        (
+            f"x2 network alone on {lr_header.width}x{lr_header.height} planes "
+            f"({count_parameters(upscaler):,} parameters)",
+            timed(network_alone(upscaler, planes_x2), n),
+        ),
+        (
+            f"STDO decoder, half-size segment: base + x2 network + RGB (network "
+            f"{'on' if parse_segment_record(record_x2).network else 'off'})",
+            timed(lambda: list(STDO.decode(iter(sections_x2), header_x2)), n),
+        ),
     ]
     for form in filter(None, args.forms.split(",")):
         c, layers, quarter = (int(v) for v in form.split(":"))

@@ -2,10 +2,14 @@
 
 Per clip, with ``ncodec bench`` (real bitstreams, whole ``.bin`` sizes, quality of the
 decoded frames): SVT-AV1 (the base layer's encoder and preset, the anchor), x265, x264,
-STDO with its update switched off (base + the generic enhancement network) and the full
-STDO codec, each at the same four crfs (av1 and stdo: 54/46/38/30). Then per clip the
-BD-rate against SVT-AV1 on PSNR-RGB and PSNR-Y, and each STDO point's distance to the
-SVT-AV1 curve at the same rate (log-rate interpolation; negative = below it).
+STDO at full size only with its update switched off (base + the generic enhancement
+network), the full STDO codec (per segment: full or half size by rate-distortion cost,
+and the update where it pays), each at the same four crfs (av1 and stdo: 54/46/38/30),
+and HNeRV at its four quality levels with HNERV_BUDGET seconds of fitting per point on
+the CPU (where it stands on this machine; on a GPU it is run with ``--device cuda``).
+Then per clip the BD-rate against SVT-AV1 on PSNR-RGB and PSNR-Y, and each point's
+distance to the SVT-AV1 curve at the same rate (log-rate interpolation; negative = below
+it, nan = outside SVT-AV1's range of rates).
 
     python benchmarks/video_rd.py --out docs/bench/video
 
@@ -32,7 +36,8 @@ CLIPS = [
     REPO.parent / "shared/data/eval/video/cityCC0.mpg",
     REPO / "samples/city.mp4",
 ]
-CODECS = ["av1", "x265", "x264", "stdo:overfit=off", "stdo"]
+HNERV_BUDGET = 30
+CODECS = ["av1", "x265", "x264", "stdo:overfit=off:scale=1", "stdo", f"hnerv:time_budget={HNERV_BUDGET}"]
 
 
 def _curve(rows: list[dict], codec: str, key: str) -> tuple[list[float], list[float]]:

@@ -7,19 +7,26 @@ Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
   1. code the frames with the base codec (SVT-AV1 by default, x265 or x264; through
      codec/classical.py) and decode them again: the 4:2:0 planes the client will see;
   2. run the shipped enhancement network (models/nets/enhance.py) on them, told the crf;
-  3. overfit the network's biases to this segment (models/train/enhance.tune_biases)
-     and keep the update only if it lowers D + lambda R, where lambda is the segment's
-     own rate-distortion slope, measured by a second base encode at crf + LAMBDA_CRF_STEP;
-  4. keep the network only if it lowers the segment's error below the base layer's.
+  3. (--scale unset) code the frames downscaled too, by each scale an upscaling network
+     ships for (UPSCALE_WEIGHTS: x2), at LR_CRF_OFFSETS finer crfs, and restore and
+     upscale them with that network; keep whichever way of sending
+     the segment has the least D + lambda R, where lambda is the segment's own
+     rate-distortion slope at full size, measured by a second base encode
+     LAMBDA_CRF_STEP crf coarser (a per-segment choice on the convex hull);
+  4. overfit the chosen network's biases to this segment (models/train/enhance.tune_biases)
+     and keep the update only if it lowers D + lambda R;
+  5. keep the network only if it lowers the segment's error below the base layer's.
 
 One "SSEG" section per segment, a chunk list::
 
-    record: flags (bit 0 network, bit 1 delta), crf, frames (varint); JSON in older files
+    record: flags (bit 0 network, bit 1 delta, bits 2-3 scale - 1), crf, frames (varint);
+            JSON in files before 1.1.0
     base stream: the base codec's section payloads, as a chunk list
     bias update: rANS-coded integers in DELTA_STEP units (empty when "delta" is false)
 
 A segment the network does not improve (its error measured against the source) is sent
-with "network": false and decodes to the base layer as its codec alone would.
+with "network": false and decodes to the base layer as its codec alone would (at reduced
+size: upscaled by the fixed bilinear filter the upscaling networks add to).
 
 The decoder runs the network in integer arithmetic carried exactly in float32, so
 every machine decodes a file to the same pixels. ``--network espcn`` selects the
@@ -30,13 +37,14 @@ through that module.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from . import stdo_espcn
 from .classical import AV1, PACKET_SECTION, PRESET_X26X, X264, X265, ClassicalCodec, pad_to
-from .colour import frame_planes, output_colour, planes_to_rgb, rgb_to_frame
+from .colour import Colour, frame_planes, output_colour, planes_to_rgb, rgb_to_frame
 from .container import StreamHeader, decode_varint, encode_varint, pack_chunks, parse_json, unpack_chunks
 from .entropy import decode_symbols, encode_symbols
 from .errors import BitstreamError, UsageError
@@ -48,10 +56,16 @@ SEGMENT_TAG = "SSEG"
 BASES: dict[str, ClassicalCodec] = {"av1": AV1, "x265": X265, "x264": X264}
 NETWORKS = ("enhance", "espcn")
 ENHANCE_WEIGHTS = "enhance_av1"  # the network encoders use (models/weights/)
+UPSCALE_WEIGHTS = {2: "enhance_av1_x2"}  # restore-and-upscale networks of reduced-size segments, by scale
 LAMBDA_CRF_STEP = 4
+# A reduced-size segment is tried this much finer than the full-size crf: the base stream
+# then costs about what the full-size one does (SVT-AV1 on bikes: full crf 58/54/46 ~ half
+# crf 49/43/32 in bytes); the RD decision, not this grid, picks.
+LR_CRF_OFFSETS = {2: {"av1": (8, 14), "x265": (4, 7), "x264": (4, 7)}}
 DECODE_BATCH = 4
 MAX_DELTA = 1 << 15
 AV1_PRESETS = tuple(str(p) for p in range(14))
+SCALES = (1, 2, 3, 4)  # what a segment record can say; a file's header says which it uses
 ESPCN_ONLY = ("chunks", "joint", "patch", "train_layers")  # options of the paper setting
 
 
@@ -78,7 +92,14 @@ class STDOCodec(SegmentedCodec):
             "ESPCN chunk models over a downscaled x264/x265 stream",
             choices=NETWORKS,
         ),
-        Option("scale", int, 1, "downscaling factor of the base layer (espcn: 2, 3 or 4)", choices=(1, 2, 3, 4)),
+        Option(
+            "scale",
+            int,
+            None,
+            "downscaling factor of the base layer (enhance: 1 or 2, unset: chosen per segment by "
+            "rate-distortion cost; espcn: 2, 3 or 4)",
+            choices=(1, 2, 3, 4),
+        ),
         Option("crf", int, None, "base layer's constant rate factor (default: the --quality level's)", low=0, high=63),
         Option(
             "preset", str, None, "base encoder's speed preset", choices=AV1_PRESETS + PRESET_X26X, encoder_only=True
@@ -138,8 +159,11 @@ class STDOCodec(SegmentedCodec):
             given = [o for o in ESPCN_ONLY if s[o] is not None]
             if given:
                 raise UsageError(f"--{given[0].replace('_', '-')} applies to --network espcn only")
-            if s["scale"] != 1:
-                raise UsageError("--scale 2, 3 or 4 needs --network espcn (the enhancement network works at scale 1)")
+            if s["scale"] not in (None, 1, *UPSCALE_WEIGHTS):
+                shipped = ", ".join(map(str, (1, *UPSCALE_WEIGHTS)))
+                raise UsageError(
+                    f"--scale {s['scale']} needs --network espcn (the enhancement network ships for {shipped})"
+                )
             s["steps"] = 150 if s["steps"] is None else s["steps"]
         else:
             defaults = {"chunks": 4, "joint": False, "patch": 32, "train_layers": "last", "steps": 300}
@@ -150,39 +174,76 @@ class STDOCodec(SegmentedCodec):
         s = self.settings(options)
         if s["network"] == "espcn":
             return stdo_espcn.make_params(s, width, height, fps)
-        return {
+        params = {
             "network": "enhance",
             "weights": ENHANCE_WEIGHTS,
             "fingerprint": enhance_fingerprint(ENHANCE_WEIGHTS),
             "base": s["base"],  # its stream has the picture's coded size (base_params in files before 1.1.0)
             "crf": s["crf"],
             "segment_frames": s["segment_frames"],
-        } | writer()
+        }
+        if s["scale"] != 1:  # reduced-size segments may follow (since release 1.3.0; absent: full size only)
+            params["scales"] = [s["scale"]] if s["scale"] else [1, *UPSCALE_WEIGHTS]
+            for scale in params["scales"][params["scales"][0] == 1 :]:
+                name = UPSCALE_WEIGHTS[scale]
+                params |= {f"x{scale}_weights": name, f"x{scale}_fingerprint": enhance_fingerprint(name)}
+        return params | writer()
 
     # -- shared by encoder and decoder ---------------------------------------------------
 
-    def _layout(self, header: StreamHeader, frames: int | None = None) -> tuple[ClassicalCodec, StreamHeader]:
-        """The base codec and the header of the base stream (of ``frames`` frames)."""
+    def _layout(
+        self, header: StreamHeader, frames: int | None = None, scale: int = 1
+    ) -> tuple[ClassicalCodec, StreamHeader]:
+        """The base codec and the header of the base stream (of ``frames`` frames), coded at
+        the picture's size or, for ``scale`` s > 1, at 1/s of it (rounded up)."""
         p = header.params
         base = BASES.get(str(p.get("base")))
         if base is None:
             raise BitstreamError("STDO parameters are corrupted (base layer)")
+        n = header.frame_count if frames is None else frames
+        if scale > 1:
+            # a reduced-size stream is converted with the picture's colour, its matrix explicit:
+            # the size-based default matrix could differ between the two sizes
+            w, h = (-(-v // scale) for v in (header.width, header.height))  # as stdo_espcn.downscale makes them
+            params = base.params(w, h, header.fps, {})
+            inner = StreamHeader(base.tag, w, h, header.fps, n, picture_colour(header), params=params)
+            return base, inner.validate()
         # files before release 1.1.0 carry the base codec's parameters; since then the base
         # stream is 4:2:0 at the coded size the base codec derives from the picture's
         params = p.get("base_params", base.params(header.width, header.height, header.fps, {}))
         if not isinstance(params, dict):
             raise BitstreamError("STDO parameters are corrupted (base layer)")
-        n = header.frame_count if frames is None else frames
         inner = StreamHeader(base.tag, header.width, header.height, header.fps, n, header.colour, params=params)
         return base, inner.validate()
 
     @staticmethod
-    def _network(header: StreamHeader):
-        """The enhancement network the file names (by name and fingerprint)."""
+    def _scales(header: StreamHeader) -> tuple[int, ...]:
+        """The base layer's scales the file's segments may use (full size only before 1.3.0)."""
+        scales = header.params.get("scales", [1])
+        if (
+            not isinstance(scales, list)
+            or not scales
+            or not set(scales) <= set(SCALES)
+            or len(set(scales)) != len(scales)
+        ):
+            raise BitstreamError("STDO parameters are corrupted (scales)")
+        if any(f"x{s}_weights" not in header.params for s in scales if s > 1):
+            raise BitstreamError("STDO parameters are corrupted (reduced-size segments without their network)")
+        return tuple(scales)
+
+    @classmethod
+    def _networks(cls, header: StreamHeader) -> dict:
+        """The enhancement networks the file names (by name and fingerprint), by scale."""
         from ncodec.models.zoo import load_enhance
 
-        name = str(header.params.get("weights"))
-        return load_enhance(name, named_weights(name, header.params.get("fingerprint"), header.params))
+        p, networks = header.params, {}
+        for scale in sorted({1, *cls._scales(header)}):
+            key = "" if scale == 1 else f"x{scale}_"
+            name = str(p.get(key + "weights"))
+            networks[scale] = load_enhance(name, named_weights(name, p.get(key + "fingerprint"), p))
+            if networks[scale].cfg.scale != scale:
+                raise BitstreamError(f"STDO parameters are corrupted ({name} does not work at scale {scale})")
+        return networks
 
     # -- encoder -------------------------------------------------------------------------
 
@@ -190,39 +251,68 @@ class STDOCodec(SegmentedCodec):
         run = runtime.get("settings") or self.encoder_settings({})
         if header.params.get("network") != "enhance":
             return stdo_espcn.encode_segment(rgb, header, run, runtime)
-        from ncodec.models.nets.enhance import IntegerEnhancer
+        from ncodec.models.nets.enhance import IntegerEnhancer, upsample
         from ncodec.models.train.enhance import tune_biases
 
-        base, inner = self._layout(header, len(rgb))
-        crf = int(header.params["crf"])
-        model = self._network(header)
-        generic = IntegerEnhancer(model)
-        preset = run["preset"]
-        sections, decoded = self._base_layer(base, inner, rgb, crf, preset)
-        source = self._source_planes(base, inner, rgb)
-        colour = output_colour(inner.colour, inner.height)
+        networks, scales = self._networks(header), self._scales(header)
+        colour, preset = picture_colour(header), run["preset"]
+        high = 63 if header.params["base"] == "av1" else 51
+        reduced: dict[int, list[np.ndarray]] = {1: rgb}  # the frames downscaled by each scale, made once
 
         def error(planes) -> float:  # what PSNR-RGB counts: the decoder's pictures against the source
             return rgb_sse(rgb_frames(planes, colour, header.width, header.height), rgb)
 
-        # three ways to send the segment: the base layer alone, with the shipped network, or
-        # with the network and a bias update; the last costs its bytes (D + lambda R)
+        def coded(scale: int, crf: int) -> Candidate:
+            base, inner = self._layout(header, len(rgb), scale)
+            if scale not in reduced:
+                reduced[scale] = stdo_espcn.downscale(rgb, scale)[1]
+            sections, decoded = self._base_layer(base, inner, reduced[scale], crf, preset)
+            d_network = error(IntegerEnhancer(networks[scale])(decoded, crf))
+            return Candidate(scale, crf, inner, sections, decoded, error(upsample(decoded, scale)), d_network)
+
+        def slope(a: Candidate) -> float:
+            """lambda: distortion bought per bit on this segment's own curve at a's scale
+            (base + network), from a second base encode LAMBDA_CRF_STEP crf away."""
+            other = a.crf + LAMBDA_CRF_STEP if a.crf + LAMBDA_CRF_STEP <= high else a.crf - LAMBDA_CRF_STEP
+            fine, coarse = sorted((a, coded(a.scale, other)), key=lambda c: c.crf)
+            bits = 8 * (fine.nbytes - coarse.nbytes)
+            return max(coarse.distortion - fine.distortion, 0.0) / bits if bits > 0 else float("inf")
+
+        # the ways to send the segment: full size at the level's crf, or reduced size at finer
+        # crfs (about the same bytes); each with or without its network. The least D + lambda R wins.
+        crf, lam = int(header.params["crf"]), None
+        if 1 not in scales:  # one reduced size asked for
+            best = coded(scales[0], crf)
+        else:
+            best = coded(1, crf)
+            if len(scales) > 1:
+                lam = slope(best)
+            if len(scales) > 1 and lam < float("inf"):
+                ways = [best]
+                for scale in scales[1:]:
+                    finer = sorted({max(crf - k, 0) for k in LR_CRF_OFFSETS[scale][header.params["base"]]})
+                    ways += [coded(scale, c) for c in finer]
+                best = min(ways, key=lambda c: c.cost(lam))
+
+        # then an update of the chosen network's biases, sent only where it pays for its bytes
         delta = None
-        d_base, d_generic = error(decoded), error(generic(decoded, crf))
-        d_free = min(d_base, d_generic)  # the best without an update: never worse than the base layer
         share = len(rgb) / max(header.frame_count, 1)
         seconds = run["time_budget"] * share if run["time_budget"] else None
         if run["overfit"] == "auto" and (seconds or run["steps"]):
-            update = tune_biases(model, decoded, source, crf, steps=run["steps"], seconds=seconds, seed=run["seed"])
-            coded = encode_symbols(update.numpy())
-            d_tuned = error(IntegerEnhancer(model, update)(decoded, crf))
-            if d_tuned < d_free:
-                lam = self._slope(base, inner, rgb, crf, preset, error, generic, d_generic, sections)
-                if delta_pays(d_free, d_tuned, lam, len(coded)):
-                    delta = coded
-        network = delta is not None or d_generic < d_base
-        record = segment_record(len(rgb), crf, network, delta is not None)
-        return pack_chunks([record, pack_chunks([pl for _, pl in sections]), delta or b""])
+            model = networks[best.scale]
+            source = self._source_planes(BASES[header.params["base"]], best, rgb, colour)
+            update = tune_biases(
+                model, best.decoded, source, best.crf, steps=run["steps"], seconds=seconds, seed=run["seed"]
+            )
+            update_bytes = encode_symbols(update.numpy())
+            d_tuned = error(IntegerEnhancer(model, update)(best.decoded, best.crf))
+            if d_tuned < best.distortion:
+                lam = slope(best) if lam is None else lam  # one slope for every decision of the segment
+                if delta_pays(best.distortion, d_tuned, lam, len(update_bytes)):
+                    delta = update_bytes
+        network = delta is not None or best.network
+        record = segment_record(len(rgb), best.crf, network, delta is not None, best.scale)
+        return pack_chunks([record, pack_chunks([pl for _, pl in best.sections]), delta or b""])
 
     @staticmethod
     def _base_layer(base: ClassicalCodec, inner: StreamHeader, rgb: list[np.ndarray], crf: int, preset: str | None):
@@ -240,22 +330,11 @@ class STDOCodec(SegmentedCodec):
         return sections, packed_planes(base.decode_planes(iter(sections), header))
 
     @staticmethod
-    def _source_planes(base: ClassicalCodec, inner: StreamHeader, rgb: list[np.ndarray]):
-        """The planes the base encoder was given (padded to the coded size, same colour)."""
-        cw, ch = base._geometry(inner)
-        return source_planes([pad_to(f, cw, ch) for f in rgb], inner.colour)
-
-    def _slope(self, base, inner, rgb, crf, preset, error, generic, d_generic, sections) -> float:
-        """lambda: distortion bought per bit on this segment's own curve (base + generic
-        network), from a second base encode LAMBDA_CRF_STEP crf coarser."""
-        high = 63 if base is AV1 else 51
-        coarser = min(crf + LAMBDA_CRF_STEP, high)
-        if coarser == crf:
-            return float("inf")
-        other, planes = self._base_layer(base, inner, rgb, coarser, preset)
-        bits = 8 * (sum(len(p) for _, p in sections) - sum(len(p) for _, p in other))
-        d_other = error(generic(planes, coarser))
-        return max(d_other - d_generic, 0.0) / bits if bits > 0 else float("inf")
+    def _source_planes(base: ClassicalCodec, way: "Candidate", rgb: list[np.ndarray], colour: Colour):
+        """The planes the network's output is trained towards: the source, padded as the
+        base stream's coded size (times its scale) needs, converted with the picture's colour."""
+        cw, ch = base._geometry(way.inner)
+        return source_planes([pad_to(f, way.scale * cw, way.scale * ch) for f in rgb], colour)
 
     # -- decoder -------------------------------------------------------------------------
 
@@ -265,10 +344,10 @@ class STDOCodec(SegmentedCodec):
             for _, payload in sections:
                 yield from stdo_espcn.decode_segment(payload, header, p, inner, lr_header)
             return
-        base, _ = self._layout(header)
-        model = self._network(header)
+        self._layout(header)
+        networks = self._networks(header)
         for _, payload in sections:
-            yield from self._decode_segment(payload, header, base, model)
+            yield from self._decode_segment(payload, header, networks)
 
     def base_layer(
         self, sections: Iterable[Section], header: StreamHeader
@@ -276,50 +355,68 @@ class STDOCodec(SegmentedCodec):
         if header.params.get("network") != "enhance":
             return None
         base = self._layout(header)[0]
+        colour = picture_colour(header)
 
         def frames() -> Iterator[tuple[np.ndarray, int]]:
+            from ncodec.models.nets.enhance import upsample
+
             for _, payload in sections:
                 chunks = unpack_chunks(payload)
                 if len(chunks) != 3:
                     raise BitstreamError("corrupted STDO segment (counts out of range)")
                 packets = unpack_chunks(chunks[1])
-                n = parse_segment_record(chunks[0])[0]
+                record = parse_segment_record(chunks[0])
+                scale = record.scale
+                inner = self._layout(header, record.frames, scale)[1]
                 size = sum(len(p) for p in packets)
-                for rgb in base.decode(((PACKET_SECTION, c) for c in packets), self._layout(header, n)[1]):
+                coded = ((PACKET_SECTION, c) for c in packets)
+                if scale == 1:
+                    pictures = base.decode(coded, inner)
+                else:  # a reduced-size layer is shown upscaled by the fixed bilinear filter
+                    pictures = (
+                        next(rgb_frames(upsample(packed_planes([p]), scale), colour, header.width, header.height))
+                        for p in base.decode_planes(coded, inner)
+                    )
+                for rgb in pictures:
                     yield rgb, size
                     size = 0
 
-        return base.name, frames()
+        name = base.name if self._scales(header) == (1,) else f"{base.name} (reduced-size segments upscaled bilinearly)"
+        return name, frames()
 
-    def _decode_segment(
-        self, payload: bytes, header: StreamHeader, base: ClassicalCodec, model
-    ) -> Iterator[np.ndarray]:
+    def _decode_segment(self, payload: bytes, header: StreamHeader, networks: dict) -> Iterator[np.ndarray]:
         import torch
 
-        from ncodec.models.nets.enhance import IntegerEnhancer, bias_count
+        from ncodec.models.nets.enhance import IntegerEnhancer, bias_count, upsample
 
         chunks = unpack_chunks(payload)
         if len(chunks) != 3:
             raise BitstreamError("corrupted STDO segment (counts out of range)")
-        n, crf, network, has_delta = parse_segment_record(chunks[0])
+        record = parse_segment_record(chunks[0])
+        n, crf, scale = record.frames, record.crf, record.scale
+        if scale not in self._scales(header):
+            raise BitstreamError(f"corrupted STDO segment (scale {scale}, which the file's header does not allow)")
+        model = networks[scale]
         update = None
-        if has_delta:
+        if record.delta:
             values = decode_symbols(chunks[2], bias_count(model.cfg))
             if np.abs(values).max() > MAX_DELTA:
                 raise BitstreamError("corrupted STDO bias update")
             update = torch.from_numpy(values.astype(np.int64))
         elif chunks[2]:
             raise BitstreamError("corrupted STDO segment (an update it does not declare)")
-        if has_delta and not network:
+        if record.delta and not record.network:
             raise BitstreamError("corrupted STDO segment (an update without the network)")
-        net = IntegerEnhancer(model, update) if network else None
-        _, inner = self._layout(header, n)
-        colour = output_colour(inner.colour, inner.height)
+        net = IntegerEnhancer(model, update) if record.network else None
+        base, inner = self._layout(header, n, scale)
+        colour = picture_colour(header)
         done, pending = 0, []
 
         def restore(batch):
             planes = packed_planes(batch)
-            yield from rgb_frames(net(planes, crf) if net else planes, colour, header.width, header.height)
+            yield from rgb_frames(
+                net(planes, crf) if net else upsample(planes, scale), colour, header.width, header.height
+            )
 
         packets = ((PACKET_SECTION, c) for c in unpack_chunks(chunks[1]))
         for planes in base.decode_planes(packets, inner):
@@ -336,15 +433,56 @@ class STDOCodec(SegmentedCodec):
             raise BitstreamError(f"STDO segment declares {n} frames, its stream holds {done}")
 
 
-def segment_record(frames: int, crf: int, network: bool, delta: bool) -> bytes:
+@dataclass
+class Candidate:
+    """One way to send a segment: its base stream at ``scale`` and ``crf``, the planes it
+    decodes to, and the error (squared, summed over the segment's pictures) without and
+    with the network."""
+
+    scale: int
+    crf: int
+    inner: StreamHeader
+    sections: list[Section]
+    decoded: "torch.Tensor"  # noqa: F821
+    d_plain: float
+    d_network: float
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p) for _, p in self.sections)
+
+    @property
+    def network(self) -> bool:
+        return self.d_network < self.d_plain
+
+    @property
+    def distortion(self) -> float:
+        return min(self.d_plain, self.d_network)
+
+    def cost(self, lam: float) -> float:
+        """D + lambda R, R in bits (one byte more for the segment's record is the same for all)."""
+        return self.distortion + lam * 8 * self.nbytes
+
+
+class SegmentRecord(NamedTuple):
+    frames: int
+    crf: int
+    network: bool
+    delta: bool
+    scale: int
+
+
+def segment_record(frames: int, crf: int, network: bool, delta: bool, scale: int = 1) -> bytes:
     """A segment's record (since release 1.1.0): a flags byte (bit 0: the network runs,
-    bit 1: a bias update follows), the crf byte, the frame count as a varint."""
-    return bytes([int(network) | int(delta) << 1, crf]) + encode_varint(frames)
+    bit 1: a bias update follows, bits 2-3: the base stream's downscaling factor minus 1,
+    since 1.3.0), the crf byte, the frame count as a varint."""
+    return bytes([int(network) | int(delta) << 1 | (scale - 1) << 2, crf]) + encode_varint(frames)
 
 
-def parse_segment_record(chunk: bytes) -> tuple[int, int, bool, bool]:
-    """(frames, crf, network, delta) of a segment record, binary or the JSON of files before
-    release 1.1.0 (it starts with "{", which no flags byte equals), checked."""
+def parse_segment_record(chunk: bytes) -> SegmentRecord:
+    """A segment record, binary or the JSON of files before release 1.1.0 (it starts with
+    "{", which no flags byte equals), checked."""
+    scale = 1
     if chunk[:1] == b"{":
         try:
             meta = parse_json(chunk)
@@ -353,15 +491,21 @@ def parse_segment_record(chunk: bytes) -> tuple[int, int, bool, bool]:
         except (ValueError, KeyError, TypeError) as e:
             raise BitstreamError(f"corrupted STDO segment header ({e})") from None
     else:
-        if len(chunk) < 3 or chunk[0] > 3:
+        if len(chunk) < 3 or chunk[0] > 15:
             raise BitstreamError("corrupted STDO segment header")
         n, end = decode_varint(chunk, 2)
         if end != len(chunk):
             raise BitstreamError("corrupted STDO segment header (trailing bytes)")
         crf, network, delta = chunk[1], bool(chunk[0] & 1), bool(chunk[0] & 2)
+        scale = (chunk[0] >> 2) + 1
     if not (1 <= n <= stdo_espcn.MAX_SEGMENT_FRAMES and 0 <= crf <= 63):
         raise BitstreamError("corrupted STDO segment (counts out of range)")
-    return n, crf, network, delta
+    return SegmentRecord(n, crf, network, delta, scale)
+
+
+def picture_colour(header: StreamHeader) -> Colour:
+    """The colour the decoder's pictures are converted with: the file's, matrix explicit."""
+    return output_colour(header.colour, header.height)
 
 
 def packed_planes(planes: Iterable[tuple[np.ndarray, ...]]):

@@ -114,7 +114,7 @@ def code_weights(state: dict, generic: dict) -> tuple[bool, bytes]:
 def make_params(settings: dict, width: int, height: int, fps) -> dict:
     """The header parameters of the paper setting from the codec's checked settings."""
     scale, patch, segment = settings["scale"], settings["patch"], settings["segment_frames"]
-    if scale == 1 or settings["base"] not in LR_CODECS:
+    if scale in (None, 1) or settings["base"] not in LR_CODECS:
         raise UsageError(
             "--network espcn codes a downscaled x264 or x265 stream: use --scale 2, 3 or 4 and --base x264 or x265"
         )

@@ -4,6 +4,7 @@ real rANS-coded updates."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -33,7 +34,8 @@ from ncodec.models.nets.enhance import (
 from ncodec.models.zoo import load_enhance
 from ncodec.video import MediaReader, decode_file, encode_file
 
-OPTIONS = {"segment_frames": 3, "steps": 20, "crf": 50}
+OPTIONS = {"segment_frames": 3, "steps": 20, "crf": 50, "scale": 1}
+X2 = OPTIONS | {"scale": 2}
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +50,20 @@ def coded(clip):
     return bits
 
 
+@pytest.fixture(scope="module")
+def coded_x2(clip):
+    bits = clip.with_name("x2.bin")
+    encode_file(clip, bits, "stdo", options=X2)
+    return bits
+
+
 def _record(chunk: bytes) -> dict:
-    n, crf, network, delta = parse_segment_record(chunk)
-    return {"frames": n, "crf": crf, "network": network, "delta": delta}
+    return parse_segment_record(chunk)._asdict()
 
 
 def _with(meta: dict, **change) -> bytes:
     m = meta | change
-    return segment_record(m["frames"], m["crf"], m["network"], m["delta"])
+    return segment_record(m["frames"], m["crf"], m["network"], m["delta"], m["scale"])
 
 
 def _segments(bits):
@@ -167,7 +175,9 @@ def test_corrupted_updates_raise_bitstream_error(coded):
         pack_chunks([_with(record, crf=99), packets, b""]),
         pack_chunks([_with(record, frames=0), packets, b""]),
         pack_chunks([_with(record, network=False, delta=True), packets, b"\x01"]),
-        pack_chunks([bytes([4]) + meta[1:], packets, b""]),  # a flag bit the format does not define
+        pack_chunks([bytes([16]) + meta[1:], packets, b""]),  # a flag bit the format does not define
+        pack_chunks([bytes([8]) + meta[1:], packets, b""]),  # scale 3, which this file's header rules out
+        pack_chunks([_with(record, scale=2), packets, b""]),  # half size, which this file's header rules out
         pack_chunks([meta + b"\x00", packets, b""]),  # trailing bytes
         pack_chunks([meta[:2], packets, b""]),  # no frame count
         pack_chunks([b"", packets, b""]),
@@ -192,10 +202,118 @@ def test_a_file_naming_weights_this_release_lacks_says_which(coded):
         list(STDO.decode(iter(("SSEG", p) for p in payloads), header))
 
 
+def test_round_trip_at_scale_2(clip, coded_x2):
+    """--scale 2: every segment's base stream is coded at half size and the x2 network
+    restores and upscales it to the picture's size."""
+    out = decode_file(coded_x2, coded_x2.with_suffix(".mkv"), lossless=True, reference=clip)
+    with MediaReader(coded_x2.with_suffix(".mkv")) as r:
+        assert (r.info.width, r.info.height) == (96, 64)
+    assert out.frames == 6 and out.quality["psnr"] > 25
+    header, payloads = _segments(coded_x2)
+    assert header.params["scales"] == [2] and header.params["x2_weights"] == "enhance_av1_x2"
+    assert [_record(unpack_chunks(p)[0])["scale"] for p in payloads] == [2, 2]
+    assert STDO._layout(header, 3, 2)[1].width == 48
+
+
+def test_a_half_size_segment_decodes_to_its_base_layer_upscaled_by_the_network_or_bilinearly(coded_x2):
+    """With the network: exactly the x2 integer network's output on the decoded half-size
+    planes; without it: those planes upscaled by the fixed bilinear filter."""
+    from ncodec.codec.colour import output_colour
+
+    header, payloads = _segments(coded_x2)
+    base = STDO._layout(header)[0]
+    net = IntegerEnhancer(load_enhance("enhance_av1_x2"))
+    colour = output_colour(header.colour, header.height)
+    for payload in payloads:
+        meta, packets, _ = unpack_chunks(payload)
+        record = _record(meta)
+        _, inner = STDO._layout(header, record["frames"], 2)
+        planes = packed_planes(base.decode_planes((("VPKT", c) for c in unpack_chunks(packets)), inner))
+        for network, expected_planes in ((False, upsample(planes, 2)), (True, net(planes, record["crf"]))):
+            variant = pack_chunks([_with(record, network=network, delta=False), packets, b""])
+            ours = list(STDO.decode(iter([("SSEG", variant)]), header))
+            y, u, v = unpack(expected_planes)
+            theirs = [
+                planes_to_rgb((y[i].numpy(), u[i].numpy(), v[i].numpy()), colour)[:64, :96] for i in range(len(y))
+            ]
+            assert len(ours) == record["frames"] and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+def _two_kinds_of_content(path):
+    """Three smooth frames (a soft gradient moving), then three of one-pixel stripes, which
+    a half-size base layer cannot carry at all."""
+    import av
+
+    y, x = np.mgrid[0:64, 0:96]
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv444p"
+        for i in range(6):
+            if i < 3:
+                rgb = np.stack([x * 2 + i, y * 3, 128 + (x - y) // 2], -1)
+            else:
+                rgb = np.stack([(x + i) % 2 * 200 + 20, (y % 2) * 160 + 40, ((x + y + i) % 2) * 180 + 30], -1)
+            frame = av.VideoFrame.from_ndarray(rgb.clip(0, 255).astype(np.uint8), format="rgb24")
+            c.mux(vs.encode(frame.reformat(format="yuv444p")))
+        c.mux(vs.encode(None))
+    return path
+
+
+def test_the_scale_is_chosen_per_segment_by_rate_distortion_cost(tmp_path):
+    """Unset --scale: each segment goes the way with the least D + lambda R. A smooth
+    segment is sent at half size (at a finer crf); stripes
+    one pixel wide, which downscaling erases, at full size."""
+    src = _two_kinds_of_content(tmp_path / "two.mkv")
+    options = {"segment_frames": 3, "overfit": "off", "crf": 44}
+    auto, full = tmp_path / "auto.bin", tmp_path / "full.bin"
+    encode_file(src, auto, "stdo", options=options)
+    encode_file(src, full, "stdo", options=options | {"scale": 1})
+    header, payloads = _segments(auto)
+    assert header.params["scales"] == [1, 2]
+    records = [_record(unpack_chunks(p)[0]) for p in payloads]
+    assert [r["scale"] for r in records] == [2, 1]
+    assert records[0]["crf"] < 44 and records[1]["crf"] == 44
+    assert payloads[1] == _segments(full)[1][1]  # the same choice gives the same bytes
+
+
+def test_corrupted_scale_decisions_raise_bitstream_error(coded_x2):
+    header, payloads = _segments(coded_x2)
+    meta, packets, _ = unpack_chunks(payloads[0])
+    record = _record(meta)
+    bad_records = [
+        pack_chunks([_with(record, scale=1), packets, b""]),  # full size, which this header rules out
+        pack_chunks([_with(record, delta=True), packets, encode_symbols(np.zeros(7, np.int64))]),  # wrong count
+    ]
+    for payload in bad_records:
+        with pytest.raises(BitstreamError):
+            list(STDO.decode(iter([("SSEG", payload)]), header))
+    bad_headers = [
+        {"scales": [3]},
+        {"scales": []},
+        {"scales": "2"},
+        {"scales": [2, 2]},
+        {"x2_weights": "enhance_av1", "x2_fingerprint": header.params["fingerprint"]},  # a scale-1 network
+        {"x2_fingerprint": "0123456789abcdef"},
+    ]
+    for change in bad_headers:
+        broken = dataclasses.replace(header, params=header.params | change)
+        with pytest.raises(BitstreamError):
+            list(STDO.decode(iter([("SSEG", payloads[0])]), broken))
+    without = dataclasses.replace(header, params={k: v for k, v in header.params.items() if k != "x2_weights"})
+    with pytest.raises(BitstreamError, match="reduced-size segments without their network"):
+        list(STDO.decode(iter([("SSEG", payloads[0])]), without))
+
+
 @pytest.mark.parametrize(
     "cfg",
-    [EnhanceConfig(8, 3), EnhanceConfig(8, 6, quarter=3), EnhanceConfig(8, 6, quarter=3, scale=2)],
-    ids=["plain", "unet", "unet-x2"],
+    [
+        EnhanceConfig(8, 3),
+        EnhanceConfig(8, 6, quarter=3),
+        EnhanceConfig(8, 6, quarter=3, scale=2),
+        EnhanceConfig(8, 5, scale=3),
+        EnhanceConfig(8, 6, quarter=3, scale=4),
+    ],
+    ids=["plain", "unet", "unet-x2", "plain-x3", "unet-x4"],
 )
 def test_integer_network_follows_its_quantised_float_form(cfg):
     """Also at odd sides (21 rows at half resolution), where the U-Net's way back up has
@@ -214,16 +332,17 @@ def test_integer_network_follows_its_quantised_float_form(cfg):
     assert (float_out != int_out).float().mean() < 0.01
 
 
-def test_the_x2_networks_fixed_upsampling_is_bilinear_and_exact():
-    """What a scale-2 network adds its corrections to: each plane twice as large by the
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_upscaling_networks_fixed_upsampling_is_bilinear_and_exact(scale):
+    """What a scale-s network adds its corrections to: each plane s times as large by the
     bilinear filter (edges repeated), in integers; the untrained network gives exactly it."""
     y, u, v = torch.randint(0, 256, (2, 10, 14)), torch.randint(0, 256, (2, 5, 7)), torch.randint(0, 256, (2, 5, 7))
     planes = pack(y, u, v).to(torch.uint8)
-    up = upsample(planes, 2)
+    up = upsample(planes, scale)
     for got, plane in zip(unpack(up), (y, u, v)):
-        want = torch.nn.functional.interpolate(plane[:, None].double(), scale_factor=2, mode="bilinear")[:, 0]
+        want = torch.nn.functional.interpolate(plane[:, None].double(), scale_factor=scale, mode="bilinear")[:, 0]
         assert got.shape == want.shape and torch.equal(got.long(), torch.round(want).long())
-    model = Enhancer(EnhanceConfig(8, 3, scale=2))
+    model = Enhancer(EnhanceConfig(8, 3, scale=scale))
     model.calibrate(planes.float(), torch.tensor([30.0, 30.0]))
     model.quantised = True
     assert torch.equal(IntegerEnhancer(model)(planes, 30), up)
@@ -331,5 +450,10 @@ def test_train_enhance_x2_unet_writes_a_network_that_upscales(tmp_path):
     assert model.cfg == EnhanceConfig(8, 6, quarter=3, scale=2)
     planes = torch.randint(0, 256, (1, 6, 12, 16), dtype=torch.uint8)
     assert IntegerEnhancer(model)(planes, 40).shape == (1, 6, 24, 32)
-    assert_one_line_error(run(*args, "--scale", "3"), 2, "--scale")
+    assert_one_line_error(run(*args, "--scale", "5"), 2, "--scale")
     assert_one_line_error(run(*args, "--quarter", "4"), 2, "U-Net")
+    x3 = tmp_path / "x3.safetensors"
+    args[args.index(out)] = x3
+    proc = run(*args, "--steps", "2", "--scale", "3", "--layers", "3", "--channels", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert IntegerEnhancer(load_enhance(path=x3))(planes, 40).shape == (1, 6, 36, 48)

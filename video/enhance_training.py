@@ -91,7 +91,8 @@ def make_clips(
     desc: str,
     scale: int = 1,
 ) -> list[recipe.Clip]:
-    """One pan per photo, at most 320x256 (sides multiples of 2 * scale), coded at ``crfs[i]``."""
+    """One pan per photo, at most 320x256 once coded (the source up to ``scale`` times that;
+    sides multiples of 2 * scale), coded at ``crfs[i]``."""
     rng = np.random.default_rng(seed)
     clips = []
     m = 2 * scale
@@ -99,8 +100,8 @@ def make_clips(
         h, w = rgb.shape[:2]
         if min(h, w) < 64:
             continue
-        width = int(rng.integers(min(w, 128) // m, min(w, 320) // m + 1)) * m
-        height = int(rng.integers(min(h, 96) // m, min(h, 256) // m + 1)) * m
+        width = int(rng.integers(min(w, 128 * scale) // m, min(w, 320 * scale) // m + 1)) * m
+        height = int(rng.integers(min(h, 96 * scale) // m, min(h, 256 * scale) // m + 1)) * m
         clips.append(coded_clip(pan(rgb, width, height, frames, rng), base, int(crf), preset, scale))
     return clips
 
@@ -139,8 +140,8 @@ def train_enhance(
         raise TrainingUsageError(f"--base must be one of {', '.join(BASES)}")
     if not 2 <= frames <= 64 or not 1 <= passes <= 16:
         raise TrainingUsageError("--frames must be in 2..64 and --passes in 1..16")
-    if scale not in (1, 2):
-        raise TrainingUsageError("--scale for enhance must be 1 or 2")
+    if scale not in (1, 2, 3, 4):
+        raise TrainingUsageError("--scale for enhance must be 1, 2, 3 or 4")
     try:
         model_cfg = EnhanceConfig(channels, layers, quarter, scale)
     except ValueError as e:

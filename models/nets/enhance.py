@@ -16,11 +16,11 @@ they are concatenated with the first layer's features (the skip) before the rema
 half-resolution layers. A quarter-resolution layer of twice the width costs what a
 half-resolution one does, with four times the parameters and twice the reach.
 
-With ``scale`` 2 the network restores and upscales a base layer coded at half the
-picture's size: its last layer gives four corrections per position, pixel-shuffled to
-the planes of the full-size picture, and they are added to the decoded planes upsampled
-by a fixed bilinear filter (exact in integers). It works at a quarter of the output's
-positions, so the same decoding time buys four times the width.
+With ``scale`` s (2, 3 or 4) the network restores and upscales a base layer coded at 1/s
+of the picture's size: its last layer gives s^2 corrections per position and plane,
+pixel-shuffled to the planes of the full-size picture, and they are added to the decoded
+planes upsampled by a fixed bilinear filter (exact in integers). It works at 1/s^2 of
+the output's positions, so the same decoding time buys a network s^2 times wider.
 
 Fixed arithmetic. The decoder must give the same pixels on every machine, so inference
 runs in integers carried in float32 (``IntegerEnhancer``): weights are int8 per output
@@ -56,13 +56,13 @@ class EnhanceConfig:
     channels: int = 32
     layers: int = 6  # convolutions, the input and output ones included
     quarter: int = 0  # convolutions of the U-Net body, its down and up ones included (0: none)
-    scale: int = 1  # 2: restores and upscales a base layer coded at half size
+    scale: int = 1  # s > 1: restores and upscales a base layer coded at 1/s size
 
     def __post_init__(self):
         if self.layers < 2 or self.channels < 1:
             raise ValueError("an enhancer has at least two layers and one channel")
-        if self.scale not in (1, 2):
-            raise ValueError("an enhancer's scale is 1 or 2")
+        if self.scale not in (1, 2, 3, 4):
+            raise ValueError("an enhancer's scale is 1, 2, 3 or 4")
         if self.quarter and not (2 <= self.quarter <= self.layers - 3):
             raise ValueError("a U-Net body has 2 or more convolutions and leaves 3 at half resolution")
         widest = max(c.inputs for c in conv_plan(self))
@@ -82,20 +82,20 @@ class ConvSpec:
     outputs: int
     kernel: int = 3
     stride: int = 1
-    shuffle: bool = False  # a pixel shuffle by 2 follows (the U-Net's way back up)
+    shuffle: int = 0  # a pixel shuffle by this factor follows (the U-Net's way back up, the upscaling)
     skip: bool = False  # the first layer's features are concatenated before it
 
 
 def conv_plan(cfg: EnhanceConfig) -> list[ConvSpec]:
     c, q = cfg.channels, cfg.quarter
-    out = ConvSpec(c, PLANES * cfg.scale**2, shuffle=cfg.scale > 1)
+    out = ConvSpec(c, PLANES * cfg.scale**2, shuffle=cfg.scale if cfg.scale > 1 else 0)
     if not q:
         return [ConvSpec(PLANES + 1, c)] + [ConvSpec(c, c)] * (cfg.layers - 2) + [out]
     half = cfg.layers - 1 - q  # after the skip: 2c -> c, c -> c ..., c -> 6
     return (
         [ConvSpec(PLANES + 1, c), ConvSpec(c, 2 * c, stride=2)]
         + [ConvSpec(2 * c, 2 * c)] * (q - 2)
-        + [ConvSpec(2 * c, 4 * c, kernel=1, shuffle=True)]
+        + [ConvSpec(2 * c, 4 * c, kernel=1, shuffle=2)]
         + [ConvSpec(2 * c, c, skip=True)]
         + [ConvSpec(c, c)] * (half - 2)
         + [out]
@@ -114,7 +114,7 @@ def run_plan(plan: list[ConvSpec], x: torch.Tensor, conv, activate) -> torch.Ten
         if i < len(plan) - 1:
             x = activate(i, x)
         if spec.shuffle:
-            x = F.pixel_shuffle(x, 2)
+            x = F.pixel_shuffle(x, spec.shuffle)
         if i == 0:
             skip = x
     return x
@@ -138,21 +138,26 @@ def unpack(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 def upsample(planes: torch.Tensor, scale: int) -> torch.Tensor:
     """Packed planes of a picture ``scale`` times larger: each plane upsampled by the
-    bilinear filter (taps 3/4, 1/4 per axis, edges repeated), rounded. Exact and the same
-    on every machine: the sums are integers below 2^13 before one division by 16."""
+    bilinear filter (sample centres aligned, edges repeated; for x2 the taps 3/4, 1/4 per
+    axis), rounded half to even. Exact and the same on every machine: the weights are
+    integers over 2 * scale per axis, so the sums are integers below 2^14, and one IEEE
+    division by (2 * scale)^2 (correctly rounded) gives the result."""
     if scale == 1:
         return planes
 
-    def twice(x: torch.Tensor, dim: int) -> torch.Tensor:
+    def grow(x: torch.Tensor, dim: int) -> torch.Tensor:
         dim %= x.ndim
-        padded = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, x.shape[dim] - 1, 1)], dim)
         n = x.shape[dim]
-        mid = 3 * padded.narrow(dim, 1, n)
-        even, odd = mid + padded.narrow(dim, 0, n), mid + padded.narrow(dim, 2, n)
-        return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+        padded = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
+        before, here, after = (padded.narrow(dim, k, n) for k in range(3))
+        phases = []
+        for p in range(scale):
+            t = 2 * p + 1 - scale  # the output sample's offset from the input's, in 1/(2 scale)
+            phases.append(-t * before + (2 * scale + t) * here if t < 0 else (2 * scale - t) * here + t * after)
+        return torch.stack(phases, dim + 1).flatten(dim, dim + 1)
 
-    y, u, v = (twice(twice(p.float(), -2), -1) for p in unpack(planes))
-    return torch.round(pack(y, u, v) / 16).to(planes.dtype)
+    y, u, v = (grow(grow(p.float(), -2), -1) for p in unpack(planes))
+    return torch.round(pack(y, u, v) / (2 * scale) ** 2).to(planes.dtype)
 
 
 def rate_plane(planes: torch.Tensor, crf: torch.Tensor | int) -> torch.Tensor:

@@ -37,6 +37,7 @@ VARIANTS = {
         "stdo",
         {"network": "espcn", "base": "x264", "scale": 2, "steps": 2, "segment_frames": 2, "chunks": 2, "patch": 16},
     ),
+    "stdo-x2": ("stdo", {"scale": 2, "steps": 2, "segment_frames": 2, "crf": 50}),
 }
 # Decoding must not need more than this for any input (atheris -rss_limit_mb; torch and
 # PyAV themselves take about 600 MB).

@@ -47,7 +47,9 @@ def main(argv: list[str]) -> None:
         "decoded_sha256": digest,
         "made": made,
         "release": params.get("release"),
-        "weights": {k: params[k] for k in ("weights", "fingerprint", "generic") if k in params},
+        "weights": {
+            k: params[k] for k in ("weights", "fingerprint", "generic", "x2_weights", "x2_fingerprint") if k in params
+        },
     }
     (HERE / "golden.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(name, manifest[name])

@@ -460,7 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--codec", "-c", help="encode: codec (default: stdo for videos, mlic for images)")
     bt.add_argument("--quality", choices=["low", "medium", "high", "best"], help="encode: quality preset")
     bt.add_argument(
-        "--scale", "-s", type=int, choices=[2, 3, 4], help="upscale: the factor; encode: stdo's downscaling factor"
+        "--scale",
+        "-s",
+        type=int,
+        choices=[1, 2, 3, 4],
+        help="upscale: the factor (2, 3 or 4); encode: stdo's downscaling factor (default: chosen per segment)",
     )
     add_codec_options(bt, skip=("scale",))
     bt.add_argument("--method", default="auto", choices=["auto", "net", "classic"], help="dereflect: method")

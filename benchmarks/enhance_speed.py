@@ -87,7 +87,7 @@ def main() -> int:
     record_x2, stream_x2, _ = unpack_chunks(sections_x2[0][1])
     lr_header = STDO._layout(header_x2, n, 2)[1]
     planes_x2 = packed_planes(av1.decode_planes(((PACKET_SECTION, c) for c in unpack_chunks(stream_x2)), lr_header))
-    upscaler = load_enhance(UPSCALE_WEIGHTS)
+    upscaler = load_enhance(UPSCALE_WEIGHTS[2])
 
     def network_alone(model, inputs=planes):
         net = IntegerEnhancer(model)

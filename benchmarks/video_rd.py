@@ -80,6 +80,12 @@ def summarise(results: list[dict], command: str) -> str:
             lines.append(f"| {name} | {codec} | {bd['psnr']:+.1f}% | {bd['psnr_y']:+.1f}% | {gaps} | {fps:.1f} |")
     lines += ["", "| mean over the clips | BD-rate PSNR-RGB |", "|---|---:|"]
     lines += [f"| {codec} | {np.mean(v):+.1f}% |" for codec, v in means.items()]
+    lines += [
+        "",
+        f"hnerv: {HNERV_BUDGET} s of fitting per point on this machine's CPU, its model size set by the quality"
+        " level (parameters per pixel and frame); nan = no rate in SVT-AV1's range. Fitting is what a GPU is"
+        " for: `ncodec encode IN OUT -c hnerv --device cuda --quality high --time-budget S` (same bitstream).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -78,11 +78,12 @@ class Codec(ABC):
 
     def base_layer(
         self, sections: Iterable[Section], header: StreamHeader
-    ) -> tuple[str, Iterator[tuple[np.ndarray, int]]] | None:
+    ) -> tuple[str, Iterator[tuple[np.ndarray, int, bool]]] | None:
         """For a codec built on a classical base layer: that codec's name and the layer's own
         decoded frames, each with the bytes of base stream it starts (0 for all but a
-        stream's first frame), so that a comparison can show what the classical codec
-        alone gives at nearly the same size; None for other codecs."""
+        stream's first frame) and whether it was coded at reduced size (and is shown
+        upscaled), so that a comparison can show what the classical codec alone gives at
+        nearly the same size; None for other codecs."""
         return None
 
 

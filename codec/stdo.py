@@ -351,13 +351,13 @@ class STDOCodec(SegmentedCodec):
 
     def base_layer(
         self, sections: Iterable[Section], header: StreamHeader
-    ) -> tuple[str, Iterator[tuple[np.ndarray, int]]] | None:
+    ) -> tuple[str, Iterator[tuple[np.ndarray, int, bool]]] | None:
         if header.params.get("network") != "enhance":
             return None
         base = self._layout(header)[0]
         colour = picture_colour(header)
 
-        def frames() -> Iterator[tuple[np.ndarray, int]]:
+        def frames() -> Iterator[tuple[np.ndarray, int, bool]]:
             from ncodec.models.nets.enhance import upsample
 
             for _, payload in sections:
@@ -378,11 +378,10 @@ class STDOCodec(SegmentedCodec):
                         for p in base.decode_planes(coded, inner)
                     )
                 for rgb in pictures:
-                    yield rgb, size
+                    yield rgb, size, scale > 1
                     size = 0
 
-        name = base.name if self._scales(header) == (1,) else f"{base.name} (reduced-size segments upscaled bilinearly)"
-        return name, frames()
+        return base.name, frames()
 
     def _decode_segment(self, payload: bytes, header: StreamHeader, networks: dict) -> Iterator[np.ndarray]:
         import torch

@@ -73,7 +73,7 @@ def _segments(bits):
 
 def test_round_trip_at_scale_1(clip, coded):
     out = decode_file(coded, coded.with_suffix(".mkv"), lossless=True, reference=clip)
-    assert out.frames == 6 and out.quality["psnr"] > 25
+    assert out.frames == 6 and out.quality["psnr"] > 25 and out.base["codec"] == "av1"
     header, payloads = _segments(coded)
     assert len(payloads) == 2 and header.params["network"] == "enhance" and header.params["base"] == "av1"
 
@@ -209,6 +209,7 @@ def test_round_trip_at_scale_2(clip, coded_x2):
     with MediaReader(coded_x2.with_suffix(".mkv")) as r:
         assert (r.info.width, r.info.height) == (96, 64)
     assert out.frames == 6 and out.quality["psnr"] > 25
+    assert out.base["codec"] == "av1 (reduced-size segments upscaled bilinearly)"
     header, payloads = _segments(coded_x2)
     assert header.params["scales"] == [2] and header.params["x2_weights"] == "enhance_av1_x2"
     assert [_record(unpack_chunks(p)[0])["scale"] for p in payloads] == [2, 2]

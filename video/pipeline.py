@@ -316,9 +316,13 @@ def _base_layer_quality(bits: ContainerReader, codec: registry.Codec, reference)
     name, frames = layer
     meter, size = metrics.QualityMeter(), 0
     with MediaReader(reference) as ref:
-        for (rgb, nbytes), ref_rgb in zip(frames, ref.frames()):
+        reduced = False
+        for (rgb, nbytes, upscaled), ref_rgb in zip(frames, ref.frames()):
             meter.add(ref_rgb, rgb)
             size += nbytes
+            reduced |= upscaled
+    if reduced:  # the layer alone is then not what its codec gives at the picture's size
+        name += " (reduced-size segments upscaled bilinearly)"
     return meter.result() | {"codec": name, "bytes": size, "file_bytes": bits.path.stat().st_size}
 
 

@@ -184,7 +184,7 @@ class STDOCodec(SegmentedCodec):
         }
         if s["scale"] != 1:  # reduced-size segments may follow (since release 1.3.0; absent: full size only)
             params["scales"] = [s["scale"]] if s["scale"] else [1, *UPSCALE_WEIGHTS]
-            for scale in params["scales"][params["scales"][0] == 1 :]:
+            for scale in (s for s in params["scales"] if s > 1):
                 name = UPSCALE_WEIGHTS[scale]
                 params |= {f"x{scale}_weights": name, f"x{scale}_fingerprint": enhance_fingerprint(name)}
         return params | writer()
@@ -285,9 +285,8 @@ class STDOCodec(SegmentedCodec):
             best = coded(scales[0], crf)
         else:
             best = coded(1, crf)
-            if len(scales) > 1:
-                lam = slope(best)
-            if len(scales) > 1 and lam < float("inf"):
+            lam = slope(best) if len(scales) > 1 else None
+            if lam is not None and lam < float("inf"):
                 ways = [best]
                 for scale in scales[1:]:
                     finer = sorted({max(crf - k, 0) for k in LR_CRF_OFFSETS[scale][header.params["base"]]})

@@ -6,7 +6,12 @@ the real encoder); this recipe only sees tensors.
 Weighted MSE on the 4:2:0 planes (PLANE_WEIGHTS: what RGB PSNR counts), Adam with the
 shared cosine schedule; the last ``qat`` share of the run trains the quantised network
 (activation steps calibrated once when it starts), so the weights that ship are the ones
-the integer decoder runs."""
+the integer decoder runs.
+
+Training runs in fp32, never under bf16 autocast: the corrections it learns are
+fractions of a pixel level, below bf16's resolution of the inputs and features (8 bits
+of mantissa). Under bf16 a 3-minute run learned nothing (validation gain 0.000 dB against
++0.014 in fp32), and on this CPU it was slower per step as well."""
 
 from __future__ import annotations
 
@@ -27,7 +32,6 @@ from ..nets.enhance import (
     unpack,
     upsample,
 )
-from ..nets.precision import bf16_useful
 from .loop import cosine_lr, load_checkpoint, save_checkpoint, train_until
 from .samplers import area_weights
 
@@ -141,20 +145,16 @@ def train(
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, {"adam": opt}) | {"config": asdict(cfg)}
         model.quantised = bool(state.get("quantised"))
-    autocast = bf16_useful("cpu") and not model.quantised
 
     def step(progress: float) -> tuple[torch.Tensor, dict]:
-        nonlocal autocast
         if progress >= 1 - cfg.qat and not model.quantised:
             d, _, crf = sampler.batch(64)
             model.calibrate(d, crf)
-            model.quantised, state["quantised"], autocast = True, True, False
+            model.quantised, state["quantised"] = True, True
         for group in opt.param_groups:
             group["lr"] = cosine_lr(cfg.lr, progress, floor=0.05, warmup=0.02)
         d, s, crf = sampler.batch(cfg.batch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = model(d, crf)
-        loss = weighted_mse(out.float(), s)
+        loss = weighted_mse(model(d, crf), s)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -5,8 +5,9 @@ of a real clip scaled to 640x360 and coded by SVT-AV1 at crf 40):
   - SVT-AV1 stream decoded by dav1d to RGB (what the base layer costs alone),
   - the enhancement network alone on packed 4:2:0 planes (IntegerEnhancer, batches of 4),
   - the whole STDO decoder (base decode + network + YUV->RGB), through the codec registry;
-  - the same for a segment coded at half size (``--scale 2``: a 320x180 SVT-AV1 stream at
-    the same crf, restored and upscaled to 640x360 by the x2 network);
+  - the same for a segment coded at reduced size, for each scale a network ships for
+    (``--scale 2``: a 320x180 SVT-AV1 stream at the same crf, restored and upscaled to
+    640x360 by the x2 network; x3, x4 alike);
   - other forms of the network (``--forms CHANNELS:LAYERS:QUARTER,...``, untrained: the
     time does not depend on the weights), to size a successor at the same decode cost.
 
@@ -79,15 +80,23 @@ def main() -> int:
     used = parse_segment_record(unpack_chunks(sections[0][1])[0]).network
     planes = packed_planes(av1.decode_planes(iter(base_sections), base_header))
     shipped = load_enhance()
-    options_x2 = options | {"scale": 2}
-    header_x2 = StreamHeader(
-        STDO.tag, WIDTH, HEIGHT, fps, n, untagged, params=STDO.params(WIDTH, HEIGHT, fps, options_x2)
-    )
-    sections_x2 = list(STDO.encode(iter(rgb), header_x2, {"settings": STDO.encoder_settings(options_x2)}))
-    record_x2, stream_x2, _ = unpack_chunks(sections_x2[0][1])
-    lr_header = STDO._layout(header_x2, n, 2)[1]
-    planes_x2 = packed_planes(av1.decode_planes(((PACKET_SECTION, c) for c in unpack_chunks(stream_x2)), lr_header))
-    upscaler = load_enhance(UPSCALE_WEIGHTS[2])
+
+    def reduced_size(scale: int):
+        """A segment coded at 1/scale size: its STDO file, its decoded base planes, its network."""
+        opts = options | {"scale": scale}
+        head = StreamHeader(STDO.tag, WIDTH, HEIGHT, fps, n, untagged, params=STDO.params(WIDTH, HEIGHT, fps, opts))
+        secs = list(STDO.encode(iter(rgb), head, {"settings": STDO.encoder_settings(opts)}))
+        record, stream, _ = unpack_chunks(secs[0][1])
+        lr_header = STDO._layout(head, n, scale)[1]
+        lr_planes = packed_planes(av1.decode_planes(((PACKET_SECTION, c) for c in unpack_chunks(stream)), lr_header))
+        return (
+            head,
+            secs,
+            parse_segment_record(record).network,
+            lr_header,
+            lr_planes,
+            load_enhance(UPSCALE_WEIGHTS[scale]),
+        )
 
     def network_alone(model, inputs=planes):
         net = IntegerEnhancer(model)
@@ -100,17 +109,21 @@ def main() -> int:
             timed(network_alone(shipped), n),
         ),
         ("STDO decoder: base + network + RGB", timed(lambda: list(STDO.decode(iter(sections), header)), n)),
-        (
-            f"x2 network alone on {lr_header.width}x{lr_header.height} planes "
-            f"({count_parameters(upscaler):,} parameters)",
-            timed(network_alone(upscaler, planes_x2), n),
-        ),
-        (
-            f"STDO decoder, half-size segment: base + x2 network + RGB (network "
-            f"{'on' if parse_segment_record(record_x2).network else 'off'})",
-            timed(lambda: list(STDO.decode(iter(sections_x2), header_x2)), n),
-        ),
     ]
+    for scale in UPSCALE_WEIGHTS:
+        head, secs, network_on, lr_header, lr_planes, upscaler = reduced_size(scale)
+        size = f"{lr_header.width}x{lr_header.height}"
+        rows += [
+            (
+                f"x{scale} network alone on {size} planes ({count_parameters(upscaler):,} parameters)",
+                timed(network_alone(upscaler, lr_planes), n),
+            ),
+            (
+                f"STDO decoder, segment at 1/{scale} size: base + x{scale} network + RGB "
+                f"(network {'on' if network_on else 'off'})",
+                timed(lambda: list(STDO.decode(iter(secs), head)), n),
+            ),
+        ]
     for form in filter(None, args.forms.split(",")):
         c, layers, quarter = (int(v) for v in form.split(":"))
         model = Enhancer(EnhanceConfig(c, layers, quarter))

@@ -7,9 +7,9 @@ Encoder, per segment of at most ``segment_frames`` frames (bounded memory):
   1. code the frames with the base codec (SVT-AV1 by default, x265 or x264; through
      codec/classical.py) and decode them again: the 4:2:0 planes the client will see;
   2. run the shipped enhancement network (models/nets/enhance.py) on them, told the crf;
-  3. (--scale unset) code the frames downscaled too, by each scale an upscaling network
-     ships for (UPSCALE_WEIGHTS: x2), at LR_CRF_OFFSETS finer crfs, and restore and
-     upscale them with that network; keep whichever way of sending
+  3. (--scale unset) code the frames downscaled by 2 too (AUTO_SCALES), at LR_CRF_OFFSETS
+     finer crfs, and restore and upscale them with the x2 network of UPSCALE_WEIGHTS;
+     keep whichever way of sending
      the segment has the least D + lambda R, where lambda is the segment's own
      rate-distortion slope at full size, measured by two more base encodes
      LAMBDA_CRF_STEP crf finer and coarser (a per-segment choice on the convex hull);
@@ -56,7 +56,12 @@ SEGMENT_TAG = "SSEG"
 BASES: dict[str, ClassicalCodec] = {"av1": AV1, "x265": X265, "x264": X264}
 NETWORKS = ("enhance", "espcn")
 ENHANCE_WEIGHTS = "enhance_av1"  # the network encoders use (models/weights/)
-UPSCALE_WEIGHTS = {2: "enhance_av1_x2"}  # restore-and-upscale networks of reduced-size segments, by scale
+# restore-and-upscale networks of reduced-size segments, by scale
+UPSCALE_WEIGHTS = {2: "enhance_av1_x2", 3: "enhance_av1_x3", 4: "enhance_av1_x4"}
+# the sizes --scale unset chooses among, per segment. x3 and x4 only on request: even x2
+# was never chosen at the quality levels' rates, and each size tried costs two more base
+# encodes per segment and its weights' names in the header
+AUTO_SCALES = (1, 2)
 LAMBDA_CRF_STEP = 4
 # A reduced-size segment is tried this much finer than the full-size crf: the base stream
 # then costs about what the full-size one does (SVT-AV1 on bikes: full crf 58/54/46 ~ half
@@ -96,8 +101,8 @@ class STDOCodec(SegmentedCodec):
             "scale",
             int,
             None,
-            "downscaling factor of the base layer (enhance: 1 or 2, unset: chosen per segment by "
-            "rate-distortion cost; espcn: 2, 3 or 4)",
+            "downscaling factor of the base layer (enhance: 1, 2, 3 or 4, unset: 1 or 2 chosen per "
+            "segment by rate-distortion cost; espcn: 2, 3 or 4)",
             choices=(1, 2, 3, 4),
         ),
         Option("crf", int, None, "base layer's constant rate factor (default: the --quality level's)", low=0, high=63),
@@ -159,11 +164,6 @@ class STDOCodec(SegmentedCodec):
             given = [o for o in ESPCN_ONLY if s[o] is not None]
             if given:
                 raise UsageError(f"--{given[0].replace('_', '-')} applies to --network espcn only")
-            if s["scale"] not in (None, 1, *UPSCALE_WEIGHTS):
-                shipped = ", ".join(map(str, (1, *UPSCALE_WEIGHTS)))
-                raise UsageError(
-                    f"--scale {s['scale']} needs --network espcn (the enhancement network ships for {shipped})"
-                )
             s["steps"] = 150 if s["steps"] is None else s["steps"]
         else:
             defaults = {"chunks": 4, "joint": False, "patch": 32, "train_layers": "last", "steps": 300}
@@ -183,7 +183,7 @@ class STDOCodec(SegmentedCodec):
             "segment_frames": s["segment_frames"],
         }
         if s["scale"] != 1:  # reduced-size segments may follow (since release 1.3.0; absent: full size only)
-            params["scales"] = [s["scale"]] if s["scale"] else [1, *UPSCALE_WEIGHTS]
+            params["scales"] = [s["scale"]] if s["scale"] else list(AUTO_SCALES)
             for scale in (s for s in params["scales"] if s > 1):
                 name = UPSCALE_WEIGHTS[scale]
                 params |= {f"x{scale}_weights": name, f"x{scale}_fingerprint": enhance_fingerprint(name)}

@@ -4,4 +4,4 @@ Subpackages: ``ncodec.codec`` (bitstreams), ``ncodec.video`` (PyAV streams and
 file pipelines), ``ncodec.models`` (neural networks), ``ncodec.app`` (CLI, web app).
 """
 
-__version__ = "1.3.0"
+__version__ = "1.4.0"

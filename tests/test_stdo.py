@@ -128,7 +128,6 @@ def test_chunking_and_joint_sampling():
         ({"base": "vp9"}, "--base"),
         ({"chunks": 0}, "--chunks"),
         ({"chunks": 2}, "--chunks applies to --network espcn only"),
-        ({"scale": 3}, "needs --network espcn"),
         ({"network": "espcn", "base": "av1", "scale": 2}, "x264 or x265"),
         ({"network": "espcn", "scale": 1, "base": "x264"}, "--scale 2, 3 or 4"),
         ({"base": "x264", "crf": 60}, "--crf must be in 0..51"),

@@ -35,7 +35,6 @@ from ncodec.models.zoo import load_enhance
 from ncodec.video import MediaReader, decode_file, encode_file
 
 OPTIONS = {"segment_frames": 3, "steps": 20, "crf": 50, "scale": 1}
-X2 = OPTIONS | {"scale": 2}
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +50,22 @@ def coded(clip):
 
 
 @pytest.fixture(scope="module")
-def coded_x2(clip):
-    bits = clip.with_name("x2.bin")
-    encode_file(clip, bits, "stdo", options=X2)
-    return bits
+def coded_at(clip):
+    """The clip coded with --scale s (made once per scale)."""
+    files = {}
+
+    def coded(scale: int):
+        if scale not in files:
+            files[scale] = clip.with_name(f"x{scale}.bin")
+            encode_file(clip, files[scale], "stdo", options=OPTIONS | {"scale": scale})
+        return files[scale]
+
+    return coded
+
+
+@pytest.fixture(scope="module")
+def coded_x2(coded_at):
+    return coded_at(2)
 
 
 def _record(chunk: bytes) -> dict:
@@ -202,35 +213,38 @@ def test_a_file_naming_weights_this_release_lacks_says_which(coded):
         list(STDO.decode(iter(("SSEG", p) for p in payloads), header))
 
 
-def test_round_trip_at_scale_2(clip, coded_x2):
-    """--scale 2: every segment's base stream is coded at half size and the x2 network
-    restores and upscales it to the picture's size."""
-    out = decode_file(coded_x2, coded_x2.with_suffix(".mkv"), lossless=True, reference=clip)
-    with MediaReader(coded_x2.with_suffix(".mkv")) as r:
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_round_trip_at_reduced_size(clip, coded_at, scale):
+    """--scale s: every segment's base stream is coded at 1/s of the picture's size (rounded
+    up) and the scale-s network restores and upscales it to the picture's size."""
+    bits = coded_at(scale)
+    out = decode_file(bits, bits.with_suffix(".mkv"), lossless=True, reference=clip)
+    with MediaReader(bits.with_suffix(".mkv")) as r:
         assert (r.info.width, r.info.height) == (96, 64)
-    assert out.frames == 6 and out.quality["psnr"] > 25
+    assert out.frames == 6 and out.quality["psnr"] > {2: 25, 3: 22, 4: 20}[scale]
     assert out.base["codec"] == "av1 (reduced-size segments upscaled bilinearly)"
-    header, payloads = _segments(coded_x2)
-    assert header.params["scales"] == [2] and header.params["x2_weights"] == "enhance_av1_x2"
-    assert [_record(unpack_chunks(p)[0])["scale"] for p in payloads] == [2, 2]
-    assert STDO._layout(header, 3, 2)[1].width == 48
+    header, payloads = _segments(bits)
+    assert header.params["scales"] == [scale] and header.params[f"x{scale}_weights"] == f"enhance_av1_x{scale}"
+    assert [_record(unpack_chunks(p)[0])["scale"] for p in payloads] == [scale, scale]
+    assert STDO._layout(header, 3, scale)[1].width == -(-96 // scale)
 
 
-def test_a_half_size_segment_decodes_to_its_base_layer_upscaled_by_the_network_or_bilinearly(coded_x2):
-    """With the network: exactly the x2 integer network's output on the decoded half-size
-    planes; without it: those planes upscaled by the fixed bilinear filter."""
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_a_reduced_size_segment_decodes_to_its_base_layer_upscaled_by_the_network_or_bilinearly(coded_at, scale):
+    """With the network: exactly the scale-s integer network's output on the decoded
+    reduced-size planes; without it: those planes upscaled by the fixed bilinear filter."""
     from ncodec.codec.colour import output_colour
 
-    header, payloads = _segments(coded_x2)
+    header, payloads = _segments(coded_at(scale))
     base = STDO._layout(header)[0]
-    net = IntegerEnhancer(load_enhance("enhance_av1_x2"))
+    net = IntegerEnhancer(load_enhance(f"enhance_av1_x{scale}"))
     colour = output_colour(header.colour, header.height)
     for payload in payloads:
         meta, packets, _ = unpack_chunks(payload)
         record = _record(meta)
-        _, inner = STDO._layout(header, record["frames"], 2)
+        _, inner = STDO._layout(header, record["frames"], scale)
         planes = packed_planes(base.decode_planes((("VPKT", c) for c in unpack_chunks(packets)), inner))
-        for network, expected_planes in ((False, upsample(planes, 2)), (True, net(planes, record["crf"]))):
+        for network, expected_planes in ((False, upsample(planes, scale)), (True, net(planes, record["crf"]))):
             variant = pack_chunks([_with(record, network=network, delta=False), packets, b""])
             ours = list(STDO.decode(iter([("SSEG", variant)]), header))
             y, u, v = unpack(expected_planes)

@@ -9,6 +9,7 @@ weights). It never replaces a golden file: a change that alters one must add a n
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -47,8 +48,8 @@ def main(argv: list[str]) -> None:
         "decoded_sha256": digest,
         "made": made,
         "release": params.get("release"),
-        "weights": {
-            k: params[k] for k in ("weights", "fingerprint", "generic", "x2_weights", "x2_fingerprint") if k in params
+        "weights": {  # the scale-1 network's and each reduced size's (x2_weights, x2_fingerprint, ...)
+            k: v for k, v in params.items() if k in ("weights", "fingerprint", "generic") or re.fullmatch(r"x\d_\w+", k)
         },
     }
     (HERE / "golden.json").write_text(json.dumps(manifest, indent=2) + "\n")

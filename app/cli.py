@@ -317,6 +317,8 @@ def _train(args, command: str) -> int:
             layers=args.layers,
             quarter=args.quarter,
             scale=args.scale or 1,
+            luma=args.luma,
+            luma_layers=args.luma_layers,
             frames=args.frames,
             passes=args.passes,
             crop=args.crop or 48,
@@ -610,6 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="enhance: convolutions of a U-Net body at quarter resolution, its down and up ones included "
         "(default 0: a plain stack)",
     )
+    t.add_argument(
+        "--luma",
+        type=int,
+        default=0,
+        help="enhance: channels of a full-resolution luma branch (default 0: none); with --init of weights "
+        "without one, the branch is added to them",
+    )
+    t.add_argument("--luma-layers", type=int, default=5, help="enhance: the luma branch's convolutions (default 5)")
     t.add_argument("--frames", type=int, default=10, help="enhance: frames per coded pan (default 10)")
     t.add_argument("--passes", type=int, default=2, help="enhance: pans per training photo (default 2)")
     t.add_argument("--steps", type=int, help="stop after this many steps (default: the time budget)")

@@ -8,10 +8,11 @@ of a real clip scaled to 640x360 and coded by SVT-AV1 at crf 40):
   - the same for a segment coded at reduced size, for each scale a network ships for
     (``--scale 2``: a 320x180 SVT-AV1 stream at the same crf, restored and upscaled to
     640x360 by the x2 network; x3, x4 alike);
-  - other forms of the network (``--forms CHANNELS:LAYERS:QUARTER,...``, untrained: the
-    time does not depend on the weights), to size a successor at the same decode cost.
+  - other forms of the network (``--forms CHANNELS:LAYERS:QUARTER[:LUMA:LUMA_LAYERS],...``,
+    the last two a full-resolution luma branch; untrained: the time does not depend on
+    the weights), to size a successor at the same decode cost.
 
-    python benchmarks/enhance_speed.py --clip ../shared/data/eval/video/bikes.mp4 [--forms 24:7:4,20:7:4]
+    python benchmarks/enhance_speed.py --clip ../shared/data/eval/video/bikes.mp4 [--forms 24:7:4,24:6:0:12:5]
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def main() -> int:
     p.add_argument("--clip", required=True)
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--crf", type=int, default=40)
-    p.add_argument("--forms", default="", help="more network forms to time, CHANNELS:LAYERS:QUARTER,...")
+    p.add_argument(
+        "--forms", default="", help="more network forms to time, CHANNELS:LAYERS:QUARTER[:LUMA:LUMA_LAYERS],..."
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     rgb = frames_of(args.clip, args.frames)
@@ -125,10 +128,12 @@ def main() -> int:
             ),
         ]
     for form in filter(None, args.forms.split(",")):
-        c, layers, quarter = (int(v) for v in form.split(":"))
-        model = Enhancer(EnhanceConfig(c, layers, quarter))
+        c, layers, quarter, luma, luma_layers = ([int(v) for v in form.split(":")] + [0, 5])[:5]
+        model = Enhancer(EnhanceConfig(c, layers, quarter, luma=luma, luma_layers=luma_layers))
         model.quantised = True
-        name = f"network form {c} ch, {layers} layers, {quarter} at 1/4 resolution ({count_parameters(model):,} parameters)"
+        name = f"network form {c} ch, {layers} layers, {quarter} at 1/4 resolution"
+        name += f", luma branch {luma} ch x {luma_layers} layers" if luma else ""
+        name += f" ({count_parameters(model):,} parameters)"
         rows.append((name, timed(network_alone(model), n)))
     print(
         f"Date: {datetime.date.today().isoformat()}. Machine: {platform.machine()}, 2 torch threads. "

@@ -327,8 +327,10 @@ def test_corrupted_scale_decisions_raise_bitstream_error(coded_x2):
         EnhanceConfig(8, 6, quarter=3, scale=2),
         EnhanceConfig(8, 5, scale=3),
         EnhanceConfig(8, 6, quarter=3, scale=4),
+        EnhanceConfig(8, 4, luma=6, luma_layers=4),
+        EnhanceConfig(8, 6, quarter=3, luma=4, luma_layers=3),
     ],
-    ids=["plain", "unet", "unet-x2", "plain-x3", "unet-x4"],
+    ids=["plain", "unet", "unet-x2", "plain-x3", "unet-x4", "luma", "unet-luma"],
 )
 def test_integer_network_follows_its_quantised_float_form(cfg):
     """Also at odd sides (21 rows at half resolution), where the U-Net's way back up has
@@ -337,6 +339,7 @@ def test_integer_network_follows_its_quantised_float_form(cfg):
     model = Enhancer(cfg)
     for conv in model.convs:
         torch.nn.init.normal_(conv.weight, std=0.1)
+        torch.nn.init.normal_(conv.bias, std=0.02)
     planes = (torch.rand(2, 6, 21, 24) * 255).round()
     model.calibrate(planes, torch.tensor([30.0, 30.0]))
     model.quantised = True
@@ -441,6 +444,25 @@ def test_train_enhance_writes_weights_the_codec_can_load(tmp_path):
     assert model.quantised and bias_count(model.cfg) == 126
     assert_one_line_error(run("train", "enhance", "--data", data, "--out", out, "--frames", "1"), 2, "--frames")
     assert_one_line_error(run("train", "enhance", "--data", data, "--out", out, "--channels", "500"), 2, "overflow")
+
+
+def test_a_luma_branch_grown_onto_trained_weights_starts_as_them():
+    """A full-resolution luma branch added to weights without one (``start_from``) leaves
+    their output unchanged until it trains: its output layer starts at zero."""
+    from ncodec.models.train.enhance import start_from
+
+    shipped = load_enhance()
+    grown = Enhancer(dataclasses.replace(shipped.cfg, luma=6, luma_layers=4))
+    start_from(grown, shipped.state_dict())
+    grown.quantised = True
+    planes = torch.randint(0, 256, (1, 6, 16, 24), dtype=torch.uint8)
+    assert torch.equal(IntegerEnhancer(grown)(planes, 40), IntegerEnhancer(shipped)(planes, 40))
+    assert grown.cfg.to_json() == shipped.cfg.to_json() | {"luma": 6, "luma_layers": 4}
+    assert bias_count(grown.cfg) == bias_count(shipped.cfg) + 6 * 3 + 1
+    with pytest.raises(ValueError, match="luma branch needs scale 1"):
+        EnhanceConfig(8, 3, scale=2, luma=4)
+    with pytest.raises(ValueError, match="not of this network"):
+        start_from(Enhancer(EnhanceConfig(8, 3, luma=4)), shipped.state_dict())
 
 
 def test_train_enhance_x2_unet_writes_a_network_that_upscales(tmp_path):

@@ -118,6 +118,8 @@ def train_enhance(
     layers: int = 6,
     quarter: int = 0,
     scale: int = 1,
+    luma: int = 0,
+    luma_layers: int = 5,
     frames: int = 10,
     passes: int = 2,
     crop: int = 48,
@@ -143,7 +145,7 @@ def train_enhance(
     if scale not in (1, 2, 3, 4):
         raise TrainingUsageError("--scale for enhance must be 1, 2, 3 or 4")
     try:
-        model_cfg = EnhanceConfig(channels, layers, quarter, scale)
+        model_cfg = EnhanceConfig(channels, layers, quarter, scale, luma, luma_layers)
     except ValueError as e:
         raise TrainingUsageError(str(e)) from None
     init_state = load_init(init)

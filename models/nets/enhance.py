@@ -16,6 +16,12 @@ they are concatenated with the first layer's features (the skip) before the rema
 half-resolution layers. A quarter-resolution layer of twice the width costs what a
 half-resolution one does, with four times the parameters and twice the reach.
 
+With ``luma`` > 0 a second branch works on luma at full resolution: the decoded Y plane
+and the rate plane, less 128 (centred on zero, and padded with mid-grey), through ``luma_layers`` 3x3 convolutions of ``luma`` channels to one correction
+per pixel, added to the luma phases of the packed correction. The packed stack sees luma
+only as four phases at half resolution and, trained on decoded video, learns chroma and
+no luma (docs/BENCHMARKS.md); the branch spends its multiply-adds where luma's error is.
+
 With ``scale`` s (2, 3 or 4) the network restores and upscales a base layer coded at 1/s
 of the picture's size: its last layer gives s^2 corrections per position and plane,
 pixel-shuffled to the planes of the full-size picture, and they are added to the decoded
@@ -57,6 +63,8 @@ class EnhanceConfig:
     layers: int = 6  # convolutions, the input and output ones included
     quarter: int = 0  # convolutions of the U-Net body, its down and up ones included (0: none)
     scale: int = 1  # s > 1: restores and upscales a base layer coded at 1/s size
+    luma: int = 0  # channels of the full-resolution luma branch (0: none; scale 1 only)
+    luma_layers: int = 5  # its convolutions, the input and output ones included
 
     def __post_init__(self):
         if self.layers < 2 or self.channels < 1:
@@ -65,13 +73,21 @@ class EnhanceConfig:
             raise ValueError("an enhancer's scale is 1, 2, 3 or 4")
         if self.quarter and not (2 <= self.quarter <= self.layers - 3):
             raise ValueError("a U-Net body has 2 or more convolutions and leaves 3 at half resolution")
-        widest = max(c.inputs for c in conv_plan(self))
+        if self.luma and (self.scale != 1 or self.luma_layers < 2):
+            raise ValueError("a luma branch needs scale 1 and at least two layers")
+        widest = max(c.inputs for c in conv_plan(self) + luma_plan(self))
         if 9 * widest * WEIGHT_LEVELS * ACT_LEVELS >= EXACT_LIMIT:
             raise ValueError(f"{self.channels} channels overflow exact float32 sums")
 
     def to_json(self) -> dict:
-        # weights before "quarter" and "scale" existed have neither: write them only where they are not 1 or 0
-        return {k: v for k, v in asdict(self).items() if k not in ("quarter", "scale") or v not in (0, 1)}
+        # weights before "quarter", "scale" and "luma" existed have none: write them only where they are in use
+        out = {k: v for k, v in asdict(self).items() if k not in ("quarter", "scale") or v not in (0, 1)}
+        return out if self.luma else {k: v for k, v in out.items() if k not in ("luma", "luma_layers")}
+
+    @property
+    def hidden(self) -> int:
+        """Hidden layers (activation steps) of both branches: the packed one's first."""
+        return self.layers - 1 + (self.luma_layers - 1 if self.luma else 0)
 
 
 @dataclass(frozen=True)
@@ -102,17 +118,32 @@ def conv_plan(cfg: EnhanceConfig) -> list[ConvSpec]:
     )
 
 
-def run_plan(plan: list[ConvSpec], x: torch.Tensor, conv, activate) -> torch.Tensor:
-    """Walk the network: ``conv(i, x)`` applies convolution i, ``activate(i, x)`` the
-    activation after hidden layer i. The float, calibrating and integer forms share it."""
+def luma_plan(cfg: EnhanceConfig) -> list[ConvSpec]:
+    """The full-resolution luma branch (empty without one): Y and the rate plane in, one
+    correction out. Its convolutions follow the packed plan's in the network's order."""
+    if not cfg.luma:
+        return []
+    return [ConvSpec(2, cfg.luma)] + [ConvSpec(cfg.luma, cfg.luma)] * (cfg.luma_layers - 2) + [ConvSpec(cfg.luma, 1)]
+
+
+LUMA_CENTRE = 128  # subtracted from the luma branch's inputs, in pixels: its padding is mid-grey in every form
+
+
+def run_plan(
+    plan: list[ConvSpec], x: torch.Tensor, conv, activate, first_conv: int = 0, first_hidden: int = 0
+) -> torch.Tensor:
+    """Walk one branch of the network: ``conv(i, x)`` applies convolution i, ``activate(i,
+    x)`` the activation after hidden layer i, both counted over the whole network (the luma
+    branch's are numbered after the packed plan's: ``first_conv``, ``first_hidden``). The
+    float, calibrating and integer forms share it."""
     h, w = x.shape[-2:]
     skip = None
     for i, spec in enumerate(plan):
         if spec.skip:
             x = torch.cat([skip, x[..., :h, :w]], 1)  # odd sides: the way up gives one row/column more
-        x = conv(i, x)
+        x = conv(first_conv + i, x)
         if i < len(plan) - 1:
-            x = activate(i, x)
+            x = activate(first_hidden + i, x)
         if spec.shuffle:
             x = F.pixel_shuffle(x, spec.shuffle)
         if i == 0:
@@ -184,14 +215,16 @@ class Enhancer(nn.Module):
     def __init__(self, cfg: EnhanceConfig = EnhanceConfig()):
         super().__init__()
         self.cfg = cfg
-        self.plan = conv_plan(cfg)
+        self.plan, self.luma_plan = conv_plan(cfg), luma_plan(cfg)
         self.convs = nn.ModuleList(
-            nn.Conv2d(c.inputs, c.outputs, c.kernel, c.stride, padding=c.kernel // 2) for c in self.plan
+            nn.Conv2d(c.inputs, c.outputs, c.kernel, c.stride, padding=c.kernel // 2)
+            for c in self.plan + self.luma_plan
         )
-        nn.init.zeros_(self.convs[-1].weight)
-        nn.init.zeros_(self.convs[-1].bias)
+        for last in {len(self.plan) - 1, len(self.convs) - 1}:  # each branch's output layer
+            nn.init.zeros_(self.convs[last].weight)
+            nn.init.zeros_(self.convs[last].bias)
         # activation step after each hidden layer, in input units (pixels / 255); set by calibrate()
-        self.register_buffer("act_step", torch.full((cfg.layers - 1,), 4.0 / ACT_LEVELS))
+        self.register_buffer("act_step", torch.full((cfg.hidden,), 4.0 / ACT_LEVELS))
         self.quantised = False
 
     def forward(self, planes: torch.Tensor, crf: torch.Tensor | int) -> torch.Tensor:
@@ -209,8 +242,17 @@ class Enhancer(nn.Module):
             x = F.relu(x)
             return _fake_quant(x, self.act_step[i], 0, ACT_LEVELS) if self.quantised else x
 
-        x = torch.cat([planes, rate_plane(planes, crf)], 1) / 255
-        return upsample(planes, self.cfg.scale) + 255 * run_plan(self.plan, x, conv, activate)
+        return upsample(planes, self.cfg.scale) + 255 * self.correction(planes, crf, conv, activate)
+
+    def correction(self, planes: torch.Tensor, crf, conv, activate) -> torch.Tensor:
+        """Both branches' correction of the packed planes, in pixels / 255."""
+        x = run_plan(self.plan, torch.cat([planes, rate_plane(planes, crf)], 1) / 255, conv, activate)
+        if not self.luma_plan:
+            return x
+        y = unpack(planes)[0][:, None]
+        luma_in = (torch.cat([y, rate_plane(y, crf)], 1) - LUMA_CENTRE) / 255
+        luma = run_plan(self.luma_plan, luma_in, conv, activate, len(self.plan), len(self.plan) - 1)
+        return torch.cat([x[:, :4] + F.pixel_unshuffle(luma, 2), x[:, 4:]], 1)
 
     @torch.no_grad()
     def calibrate(self, planes: torch.Tensor, crf: torch.Tensor, quantile: float = 0.9999) -> None:
@@ -222,8 +264,7 @@ class Enhancer(nn.Module):
             self.act_step[i] = torch.quantile(sample, quantile).clamp_min(1e-4) / ACT_LEVELS
             return x
 
-        x = torch.cat([planes, rate_plane(planes, crf)], 1) / 255
-        run_plan(self.plan, x, lambda i, x: self.convs[i](x), activate)
+        self.correction(planes, crf, lambda i, x: self.convs[i](x), activate)
         for a, b in shared_steps(self.plan):
             self.act_step[a] = self.act_step[b] = torch.maximum(self.act_step[a], self.act_step[b])
 
@@ -236,19 +277,25 @@ class IntegerEnhancer:
         """``bias_delta``: integers in units of DELTA_STEP, one per bias of every layer in
         order (:func:`bias_count`), added to the biases: a segment's overfitted update."""
         model = model.float()
-        self.plan, self.scale = model.plan, model.cfg.scale
-        steps_in = [torch.tensor(1.0 / 255)] + [s for s in model.act_step]  # shared where concatenated
+        self.plan, self.luma_plan, self.scale = model.plan, model.luma_plan, model.cfg.scale
+        packed = len(self.plan)
+
+        def hidden(conv: int) -> int:  # the activation step after a convolution (the packed output has none)
+            return conv - (conv >= packed)
+
         biases = [conv.bias.detach().clone() for conv in model.convs]
         if bias_delta is not None:
             biases = [b + d.float() * DELTA_STEP for b, d in zip(biases, bias_delta.split([len(b) for b in biases]))]
+        last = {packed - 1, len(model.convs) - 1}
         self.layers = []
         for i, conv in enumerate(model.convs):
             w_step = weight_steps(conv.weight)
             w_int = torch.clamp(torch.round(conv.weight.detach() / w_step.view(-1, 1, 1, 1)), -127, 127)
-            scale = (w_step * steps_in[i]).view(1, -1, 1, 1)  # one float32 product per channel
+            step_in = torch.tensor(1.0 / 255) if i in (0, packed) else model.act_step[hidden(i - 1)]  # pixels in
+            scale = (w_step * step_in).view(1, -1, 1, 1)  # one float32 product per channel
             bias = biases[i].view(1, -1, 1, 1)
-            if i < len(model.convs) - 1:  # straight to the next layer's integers: (acc * s + b) / step
-                scale, bias = scale / model.act_step[i], bias / model.act_step[i]
+            if i not in last:  # straight to the next layer's integers: (acc * s + b) / step
+                scale, bias = scale / model.act_step[hidden(i)], bias / model.act_step[hidden(i)]
             else:  # the correction, in pixel units
                 scale, bias = scale * 255, bias * 255
             w_int = w_int.contiguous(memory_format=torch.channels_last)
@@ -269,10 +316,16 @@ class IntegerEnhancer:
             return torch.clamp(torch.round(x, out=x), 0, ACT_LEVELS, out=x)
 
         x = run_plan(self.plan, torch.cat([base, rate_plane(base, crf)], 1), conv, activate)
+        if self.luma_plan:
+            y = unpack(base)[0][:, None]
+            packed = len(self.plan)
+            luma_in = torch.cat([y, rate_plane(y, crf)], 1) - LUMA_CENTRE  # integers in -128..127
+            luma = run_plan(self.luma_plan, luma_in, conv, activate, packed, packed - 1)
+            x[:, :4] += F.pixel_unshuffle(luma, 2)
         x = torch.round(torch.add(x, upsample(base, self.scale), out=x), out=x)
         return torch.clamp(x, 0, 255, out=x).to(torch.uint8).contiguous()
 
 
 def bias_count(cfg: EnhanceConfig) -> int:
     """How many biases the network has (the length of a bias update)."""
-    return sum(c.outputs for c in conv_plan(cfg))
+    return sum(c.outputs for c in conv_plan(cfg) + luma_plan(cfg))

@@ -122,6 +122,20 @@ def validate(model: Enhancer, clips: list[Clip]) -> dict:
     return {"val_base_psnr": round(b, 3), "val_psnr": round(o, 3), "val_gain": round(o - b, 3)}
 
 
+def start_from(model: Enhancer, init: dict) -> None:
+    """Load ``init`` into ``model``. Weights of the same packed network without a luma
+    branch fill that part, and the new branch keeps its initialisation (its output layer
+    is zero, so the network starts as the one it grows from)."""
+    state = model.state_dict()
+    steps = init.get("act_step")
+    if model.luma_plan and steps is not None and len(steps) < len(state["act_step"]):
+        init = state | init | {"act_step": torch.cat([steps, state["act_step"][len(steps) :]])}
+    try:
+        model.load_state_dict(init)
+    except RuntimeError:
+        raise ValueError("the --init weights are not of this network's form") from None
+
+
 def train(
     cfg: EnhanceTrainConfig,
     model_cfg: EnhanceConfig,
@@ -139,7 +153,7 @@ def train(
     sampler = ClipSampler(clips, cfg.crop, cfg.seed)
     model = Enhancer(model_cfg)
     if init is not None:
-        model.load_state_dict(init)
+        start_from(model, init)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = {"step": 0, "elapsed": 0.0, "history": [], "config": asdict(cfg), "quantised": False}
     if resume and checkpoint.exists():

@@ -17,8 +17,9 @@ half-resolution layers. A quarter-resolution layer of twice the width costs what
 half-resolution one does, with four times the parameters and twice the reach.
 
 With ``luma`` > 0 a second branch works on luma at full resolution: the decoded Y plane
-and the rate plane, less 128 (centred on zero, and padded with mid-grey), through ``luma_layers`` 3x3 convolutions of ``luma`` channels to one correction
-per pixel, added to the luma phases of the packed correction. The packed stack sees luma
+and the rate plane, less 128 (centred on zero, and padded with mid-grey), through
+``luma_layers`` 3x3 convolutions of ``luma`` channels to one correction per pixel, added
+to the luma phases of the packed correction. The packed stack sees luma
 only as four phases at half resolution and, trained on decoded video, learns chroma and
 no luma (docs/BENCHMARKS.md); the branch spends its multiply-adds where luma's error is.
 
